@@ -1,0 +1,90 @@
+"""Environment -> Settings: the one place that reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+
+def _first(env: Mapping[str, str], *names: str, default: str = "") -> str:
+    for name in names:
+        value = env.get(name)
+        if value:
+            return value
+    return default
+
+
+def _patterns(raw: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in raw.replace("\n", ",").split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of one process, read from the environment."""
+
+    home: Path = Path(".codybatch")
+    store: str = "local"
+    runner: str = "local"
+    allowed_repositories: tuple[str, ...] = ()
+    model: str = DEFAULT_MODEL
+    claude_provider: str = "anthropic"
+    anthropic_api_key: str = field(default="", repr=False)
+    anthropic_base_url: str = ""
+    github_token: str = field(default="", repr=False)
+    github_api_url: str = "https://api.github.com"
+    git_author: str = ""
+    public_url: str = ""
+    jobs_table: str = "codybatch-jobs"
+    repositories_table: str = "codybatch-repositories"
+    bucket: str = "codybatch-results"
+    aws_region: str = "us-east-1"
+    batch_job_queue: str = "codybatch-queue"
+    batch_job_definition: str = "codybatch-worker"
+    step_timeout: int = 600
+    pool: str = "codybatch"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never be written anywhere."""
+        return tuple(s for s in (self.anthropic_api_key, self.github_token) if s)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            home=Path(_first(env, "CODYBATCH_HOME", default=".codybatch")).absolute(),
+            store=_first(env, "CODYBATCH_STORE", default="local").lower(),
+            runner=_first(env, "CODYBATCH_RUNNER", default="local").lower(),
+            allowed_repositories=_patterns(
+                _first(env, "CODYBATCH_ALLOWED_REPOSITORIES", "ALLOWED_REPOSITORIES")
+            ),
+            model=_first(env, "CODYBATCH_MODEL", default=DEFAULT_MODEL),
+            claude_provider=_first(env, "CODYBATCH_CLAUDE_PROVIDER", default="anthropic").lower(),
+            anthropic_api_key=_first(env, "ANTHROPIC_API_KEY", "CLAUDE_API_KEY"),
+            anthropic_base_url=_first(env, "ANTHROPIC_BASE_URL"),
+            github_token=_first(env, "GITHUB_TOKEN"),
+            github_api_url=_first(env, "GITHUB_API_URL", default="https://api.github.com"),
+            git_author=_first(env, "CODYBATCH_GIT_AUTHOR"),
+            public_url=_first(env, "CODYBATCH_PUBLIC_URL", default="http://localhost:8080"),
+            jobs_table=_first(
+                env, "CODYBATCH_JOBS_TABLE", "DYNAMODB_JOBS_TABLE", default="codybatch-jobs"
+            ),
+            repositories_table=_first(
+                env,
+                "CODYBATCH_REPOSITORIES_TABLE",
+                "DYNAMODB_REPOSITORIES_TABLE",
+                default="codybatch-repositories",
+            ),
+            bucket=_first(env, "CODYBATCH_BUCKET", "S3_BUCKET", default="codybatch-results"),
+            aws_region=_first(env, "AWS_REGION", "AWS_DEFAULT_REGION", default="us-east-1"),
+            batch_job_queue=_first(env, "CODYBATCH_BATCH_JOB_QUEUE", default="codybatch-queue"),
+            batch_job_definition=_first(
+                env, "CODYBATCH_BATCH_JOB_DEFINITION", default="codybatch-worker"
+            ),
+            step_timeout=int(_first(env, "CODYBATCH_STEP_TIMEOUT", default="600")),
+            pool=_first(env, "CODYBATCH_POOL", default="codybatch"),
+        )

@@ -1,0 +1,382 @@
+"""JobSpec: the one validated description of a job."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from codybatch.settings import Settings
+
+MAX_REPOSITORIES = 5
+MAX_PROMPT = 20_000
+MAX_NAME = 100
+MAX_DESCRIPTION = 5_000
+MAX_STEPS = 20
+MAX_COMMAND = 4_000
+
+ALIASES = {
+    "createPullRequests": "create_pull_requests",
+    "baseBranch": "base_branch",
+    "maxTurns": "max_turns",
+    "maxUsd": "max_usd",
+    "maxTokens": "max_tokens",
+    "maxMinutes": "max_minutes",
+}
+LIMIT_FIELDS = {
+    "max_turns": (int, 1, 500, 50),
+    "max_tokens": (int, 1_000, 50_000_000, 5_000_000),
+    "max_usd": (float, 0.01, 500.0, 2.0),
+    "max_minutes": (float, 1.0, 24 * 60.0, 30.0),
+}
+KNOWN = {
+    "name",
+    "description",
+    "prompt",
+    "repositories",
+    "create_pull_requests",
+    "steps",
+    "base_branch",
+    "verify",
+    "model",
+    "draft",
+    *LIMIT_FIELDS,
+}
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+_HOST = re.compile(r"^[a-z0-9.-]+(:\d+)?$")
+_BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\]+(?<![/.])$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A job spec is invalid; carries every error found, each naming its field."""
+
+    def __init__(self, errors: Sequence[FieldError]):
+        self.errors = list(errors)
+        super().__init__("invalid job spec:\n" + "\n".join(f"  - {e}" for e in self.errors))
+
+    def as_dict(self) -> list[dict[str, str]]:
+        return [{"field": e.field, "message": e.message} for e in self.errors]
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A repository on GitHub (or GitHub Enterprise) or a local git repository."""
+
+    key: str
+    host: str = ""
+    owner: str = ""
+    name: str = ""
+    path: str = ""
+
+    @property
+    def is_local(self) -> bool:
+        return bool(self.path)
+
+    @property
+    def full_name(self) -> str:
+        """owner/name on GitHub, the path for a local repository."""
+        return self.path or f"{self.owner}/{self.name}"
+
+
+def parse_repository(raw: str) -> Repository:
+    """Normalise a repository reference; raise ValueError with the fix when malformed."""
+    text = raw.strip()
+    if not text:
+        raise ValueError("is empty: give owner/name, HOST/owner/name or an absolute path")
+    if text.startswith("file://"):
+        text = urlparse(text).path
+        if not text.startswith("/"):
+            raise ValueError(f"{raw!r} is not a file:// URL with an absolute path")
+    if text.startswith("/"):
+        path = Path(text).resolve()
+        return Repository(key=str(path), path=str(path))
+    if text.startswith(("./", "../", "~")):
+        raise ValueError(f"{raw!r} is a relative path: give an absolute path or a file:// URL")
+    if "://" in text:
+        parsed = urlparse(text)
+        if parsed.scheme not in ("https", "http"):
+            raise ValueError(f"{raw!r}: only https URLs, owner/name or local paths are accepted")
+        text = (parsed.netloc + parsed.path).rstrip("/")
+    if text.endswith(".git"):
+        text = text[:-4]
+    parts = [p for p in text.split("/")]
+    if len(parts) == 2:
+        host, owner, name = "github.com", parts[0], parts[1]
+    elif len(parts) == 3:
+        host, owner, name = parts[0].lower(), parts[1], parts[2]
+        if host == "www.github.com":
+            host = "github.com"
+    else:
+        raise ValueError(
+            f"{raw!r} is not a repository: use owner/name, github.com/owner/name, "
+            "HOST/owner/name or an absolute path to a local git repository"
+        )
+    if not _HOST.match(host) or ("." not in host and host != "localhost"):
+        raise ValueError(f"{raw!r}: {host!r} is not a host name")
+    for part in (owner, name):
+        if not part or not _SEGMENT.match(part) or part in (".", ".."):
+            raise ValueError(
+                f"{raw!r}: {part!r} is not a valid owner or repository name "
+                "(letters, digits, '-', '_' and '.')"
+            )
+    return Repository(key=f"{host}/{owner}/{name}".lower(), host=host, owner=owner, name=name)
+
+
+def is_allowed(repository: Repository, patterns: Sequence[str]) -> bool:
+    """True when no allowlist is set or the repository key matches one of its globs."""
+    if not patterns:
+        return True
+    candidates = {repository.key}
+    if not repository.is_local and repository.host == "github.com":
+        candidates.add(f"{repository.owner}/{repository.name}".lower())
+    return any(
+        fnmatch.fnmatchcase(candidate, _normalise_pattern(pattern))
+        for pattern in patterns
+        for candidate in candidates
+    )
+
+
+def _normalise_pattern(pattern: str) -> str:
+    pattern = pattern.strip()
+    if pattern.startswith("file://"):
+        return urlparse(pattern).path
+    return pattern if pattern.startswith("/") else pattern.lower()
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job: prompt and/or steps applied to 1-5 repositories."""
+
+    name: str
+    repositories: tuple[str, ...]
+    prompt: str = ""
+    description: str = ""
+    create_pull_requests: bool = False
+    steps: tuple[str, ...] = ()
+    base_branch: str | None = None
+    verify: str | None = None
+    model: str | None = None
+    draft: bool = True
+    max_turns: int = 50
+    max_tokens: int = 5_000_000
+    max_usd: float = 2.0
+    max_minutes: float = 30.0
+
+    def repository(self, key: str) -> Repository:
+        """The parsed repository of this job with that key (or raw reference)."""
+        wanted = parse_repository(key).key
+        for raw in self.repositories:
+            if raw == wanted:
+                return parse_repository(raw)
+        raise KeyError(f"{key!r} is not a repository of job {self.name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["repositories"] = list(self.repositories)
+        data["steps"] = list(self.steps)
+        return data
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any], settings: Settings | None = None) -> JobSpec:
+        """Validate raw input (trigger conf, YAML, API body); raise SpecError with every error."""
+        settings = settings or Settings.from_env()
+        if not isinstance(data, Mapping):
+            raise SpecError([FieldError("spec", "must be an object of fields (name, prompt, ...)")])
+        errors: list[FieldError] = []
+        raw: dict[str, Any] = {}
+        for key, value in data.items():
+            target = ALIASES.get(key, key)
+            if target in raw and value != raw[target]:
+                errors.append(FieldError(key, f"given twice (as {target!r} too): keep one"))
+            raw[target] = value
+        for key in sorted(set(raw) - KNOWN):
+            errors.append(
+                FieldError(key, f"is not a known field: use one of {', '.join(sorted(KNOWN))}")
+            )
+
+        name = _text(raw, "name", errors, required=True, max_len=MAX_NAME)
+        if name and (_CONTROL.search(name) or not re.search(r"[A-Za-z0-9]", name)):
+            errors.append(FieldError("name", "must be one line with at least one letter or digit"))
+        description = _text(raw, "description", errors, max_len=MAX_DESCRIPTION)
+        prompt = _text(raw, "prompt", errors, max_len=MAX_PROMPT)
+        steps = _commands(raw.get("steps"), errors)
+        if not (prompt or "").strip() and not steps:
+            errors.append(
+                FieldError("prompt", "is required unless steps are given: say what to change")
+            )
+        verify = _text(raw, "verify", errors, max_len=MAX_COMMAND) or None
+        model = _text(raw, "model", errors, max_len=100) or None
+        base_branch = _text(raw, "base_branch", errors, max_len=255) or None
+        if base_branch and not _BRANCH.match(base_branch):
+            errors.append(
+                FieldError("base_branch", f"{base_branch!r} is not a valid git branch name")
+            )
+        create_prs = _bool(raw, "create_pull_requests", errors, default=False)
+        draft = _bool(raw, "draft", errors, default=True)
+        repositories = _repositories(raw.get("repositories"), settings, errors, create_prs)
+        limits = {name: _limit(raw, name, errors) for name in LIMIT_FIELDS}
+        if errors:
+            raise SpecError(errors)
+        return cls(
+            name=name.strip(),
+            repositories=tuple(repositories),
+            prompt=prompt or "",
+            description=description or "",
+            create_pull_requests=create_prs,
+            steps=tuple(steps),
+            base_branch=base_branch,
+            verify=verify,
+            model=model,
+            draft=draft,
+            **limits,
+        )
+
+
+def _text(
+    raw: Mapping[str, Any],
+    name: str,
+    errors: list[FieldError],
+    *,
+    required: bool = False,
+    max_len: int,
+) -> str:
+    value = raw.get(name)
+    if value is None or value == "":
+        if required:
+            errors.append(FieldError(name, "is required"))
+        return ""
+    if not isinstance(value, str):
+        errors.append(FieldError(name, f"must be a string, not {type(value).__name__}"))
+        return ""
+    if required and not value.strip():
+        errors.append(FieldError(name, "is required: it is blank"))
+    if len(value) > max_len:
+        errors.append(
+            FieldError(name, f"is {len(value):,} characters: shorten it to at most {max_len:,}")
+        )
+    return value
+
+
+def _bool(raw: Mapping[str, Any], name: str, errors: list[FieldError], *, default: bool) -> bool:
+    value = raw.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    errors.append(FieldError(name, f"must be true or false, not {value!r}"))
+    return default
+
+
+def _limit(raw: Mapping[str, Any], name: str, errors: list[FieldError]) -> int | float:
+    kind, low, high, default = LIMIT_FIELDS[name]
+    value = raw.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        errors.append(FieldError(name, f"must be a number between {low} and {high}"))
+        return default
+    if kind is int and value != int(value):
+        errors.append(FieldError(name, "must be a whole number"))
+        return default
+    if not low <= value <= high:
+        errors.append(FieldError(name, f"is {value}: choose a value between {low} and {high}"))
+        return default
+    return kind(value)
+
+
+def _commands(value: Any, errors: list[FieldError]) -> list[str]:
+    if value is None or value == []:
+        return []
+    if isinstance(value, str):
+        value = [line for line in value.splitlines() if line.strip()]
+    if not isinstance(value, list):
+        errors.append(FieldError("steps", "must be a list of shell commands"))
+        return []
+    if len(value) > MAX_STEPS:
+        errors.append(FieldError("steps", f"has {len(value)} commands: at most {MAX_STEPS}"))
+    commands = []
+    for i, command in enumerate(value):
+        if not isinstance(command, str) or not command.strip():
+            errors.append(FieldError(f"steps[{i}]", "must be a non-empty shell command"))
+        elif len(command) > MAX_COMMAND:
+            errors.append(FieldError(f"steps[{i}]", f"is longer than {MAX_COMMAND} characters"))
+        else:
+            commands.append(command)
+    return commands
+
+
+def _repositories(
+    value: Any, settings: Settings, errors: list[FieldError], create_prs: bool
+) -> list[str]:
+    if isinstance(value, str):
+        value = [line for line in re.split(r"[\n,]", value) if line.strip()]
+    if value is None or value == []:
+        errors.append(
+            FieldError("repositories", "is required: list 1 to 5 repositories (owner/name)")
+        )
+        return []
+    if not isinstance(value, list):
+        errors.append(FieldError("repositories", "must be a list of repositories (owner/name)"))
+        return []
+    if len(value) > MAX_REPOSITORIES:
+        errors.append(
+            FieldError(
+                "repositories",
+                f"has {len(value)} repositories: at most {MAX_REPOSITORIES} per job; "
+                "split the work into several jobs",
+            )
+        )
+    keys: list[str] = []
+    for i, item in enumerate(value):
+        label = f"repositories[{i}]"
+        if not isinstance(item, str):
+            errors.append(FieldError(label, f"must be a string, not {type(item).__name__}"))
+            continue
+        try:
+            repo = parse_repository(item)
+        except ValueError as exc:
+            errors.append(FieldError(label, str(exc)))
+            continue
+        if repo.key in keys:
+            errors.append(
+                FieldError(label, f"{item!r} is a duplicate of {repo.key!r}: list it once")
+            )
+            continue
+        if not is_allowed(repo, settings.allowed_repositories):
+            errors.append(
+                FieldError(
+                    label,
+                    f"{repo.key!r} is not in the allowlist "
+                    f"(CODYBATCH_ALLOWED_REPOSITORIES={','.join(settings.allowed_repositories)}): "
+                    "pick an allowed repository or ask an admin to allow it",
+                )
+            )
+        if repo.is_local:
+            if not (Path(repo.path) / ".git").exists() and not (Path(repo.path) / "HEAD").exists():
+                errors.append(FieldError(label, f"{repo.path} is not a git repository"))
+            if create_prs:
+                errors.append(
+                    FieldError(
+                        label,
+                        f"{repo.path} is a local repository: pull requests need a GitHub "
+                        "repository; set create_pull_requests to false",
+                    )
+                )
+        keys.append(repo.key)
+    return keys
