@@ -227,3 +227,10 @@ def _dt(value: str | datetime) -> datetime:
         return value
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def job_id_for_run(dag_id: str, run_id: str) -> str:
+    """The job id of a DAG run: stable across task retries, computable before the run starts."""
+    import uuid
+
+    return "job-" + uuid.uuid5(uuid.NAMESPACE_URL, f"codybatch:{dag_id}/{run_id}").hex[:16]
