@@ -1,0 +1,254 @@
+"""The local store: SQLite (WAL) for records, plain files for patches and threads."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from codybatch.records import (
+    Job,
+    JobStatus,
+    RepositoryResult,
+    RepositoryStatus,
+    Usage,
+    utcnow,
+)
+from codybatch.store.base import NotFoundError, StaleWriteError, Store
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+CREATE TABLE IF NOT EXISTS results (
+    job_id TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    expires_at REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (job_id, repository)
+);
+CREATE INDEX IF NOT EXISTS results_status ON results (status);
+"""
+
+
+class LocalStore(Store):
+    """SQLite + files under `home`; safe for several worker processes at once."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "codybatch.db"
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA synchronous=NORMAL")
+            if write:
+                # Take the write lock up front so read-modify-write cannot interleave.
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if write:
+                    db.execute("ROLLBACK")
+                raise
+            if write:
+                db.execute("COMMIT")
+        finally:
+            db.close()
+
+    # jobs
+
+    def create_job(self, job: Job) -> Job:
+        with self._connect(write=True) as db:
+            row = db.execute("SELECT data FROM jobs WHERE job_id=?", (job.job_id,)).fetchone()
+            if row:
+                return Job.from_dict(json.loads(row[0]))
+            db.execute(
+                "INSERT INTO jobs VALUES (?,?,?,?,?)",
+                (
+                    job.job_id,
+                    job.status.value,
+                    job.created_at.timestamp(),
+                    job.expires_at.timestamp(),
+                    json.dumps(job.to_dict()),
+                ),
+            )
+            for position, repository in enumerate(job.repositories):
+                result = RepositoryResult(
+                    job_id=job.job_id,
+                    repository=repository,
+                    created_at=job.created_at,
+                    updated_at=job.created_at,
+                    expires_at=job.expires_at,
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?)",
+                    (
+                        job.job_id,
+                        repository,
+                        position,
+                        result.status.value,
+                        0,
+                        result.expires_at.timestamp(),
+                        json.dumps(result.to_dict()),
+                    ),
+                )
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._connect() as db:
+            row = db.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return Job.from_dict(json.loads(row[0])) if row else None
+
+    def list_jobs(
+        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Job]:
+        query = "SELECT data FROM jobs"
+        args: tuple[Any, ...] = ()
+        if status:
+            query += " WHERE status=?"
+            args = (JobStatus(status).value,)
+        query += " ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?"
+        with self._connect() as db:
+            rows = db.execute(query, (*args, limit, offset)).fetchall()
+        return [Job.from_dict(json.loads(r[0])) for r in rows]
+
+    def update_job(self, job_id: str, **fields: Any) -> Job:
+        with self._connect(write=True) as db:
+            row = db.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            if not row:
+                raise NotFoundError(f"job {job_id} not found")
+            job = Job.from_dict(json.loads(row[0]))
+            for name, value in fields.items():
+                if not hasattr(job, name):
+                    raise AttributeError(f"Job has no field {name!r}")
+                if name == "status":
+                    value = JobStatus(value)
+                elif name == "usage" and isinstance(value, dict):
+                    value = Usage.from_dict(value)
+                setattr(job, name, value)
+            job.updated_at = utcnow()
+            db.execute(
+                "UPDATE jobs SET status=?, data=? WHERE job_id=?",
+                (job.status.value, json.dumps(job.to_dict()), job_id),
+            )
+        return job
+
+    # results
+
+    def get_result(self, job_id: str, repository: str) -> RepositoryResult | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT data FROM results WHERE job_id=? AND repository=?", (job_id, repository)
+            ).fetchone()
+        return RepositoryResult.from_dict(json.loads(row[0])) if row else None
+
+    def list_results(
+        self, job_id: str, status: RepositoryStatus | None = None
+    ) -> list[RepositoryResult]:
+        query = "SELECT data FROM results WHERE job_id=?"
+        args: tuple[Any, ...] = (job_id,)
+        if status:
+            query += " AND status=?"
+            args += (RepositoryStatus(status).value,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY position", args).fetchall()
+        return [RepositoryResult.from_dict(json.loads(r[0])) for r in rows]
+
+    def save_result(self, result: RepositoryResult) -> RepositoryResult:
+        with self._connect(write=True) as db:
+            row = db.execute(
+                "SELECT revision, position FROM results WHERE job_id=? AND repository=?",
+                (result.job_id, result.repository),
+            ).fetchone()
+            stored = row[0] if row else 0
+            if stored != result.revision:
+                raise StaleWriteError(
+                    f"{result.repository} of {result.job_id} was written by someone else "
+                    f"(revision {stored}, expected {result.revision})"
+                )
+            if row:
+                position = row[1]
+            else:
+                position = db.execute(
+                    "SELECT COUNT(*) FROM results WHERE job_id=?", (result.job_id,)
+                ).fetchone()[0]
+            result.revision = stored + 1
+            result.updated_at = utcnow()
+            db.execute(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
+                (
+                    result.job_id,
+                    result.repository,
+                    position,
+                    result.status.value,
+                    result.revision,
+                    result.expires_at.timestamp(),
+                    json.dumps(result.to_dict()),
+                ),
+            )
+        return result
+
+    # files
+
+    def _dir(self, job_id: str, repository: str) -> Path:
+        return self.home / "jobs" / quote(job_id, safe="") / quote(repository, safe="")
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+
+    def put_patch(self, job_id: str, repository: str, patch: bytes) -> None:
+        self._write(self._dir(job_id, repository) / "patch.diff", patch)
+
+    def get_patch(self, job_id: str, repository: str) -> bytes | None:
+        path = self._dir(job_id, repository) / "patch.diff"
+        return path.read_bytes() if path.exists() else None
+
+    def put_thread(self, job_id: str, repository: str, thread: dict[str, Any]) -> None:
+        self._write(self._dir(job_id, repository) / "thread.json", json.dumps(thread).encode())
+
+    def get_thread(self, job_id: str, repository: str) -> dict[str, Any] | None:
+        path = self._dir(job_id, repository) / "thread.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        cutoff = (now or utcnow()).timestamp()
+        with self._connect(write=True) as db:
+            expired = db.execute("SELECT job_id FROM jobs WHERE expires_at<?", (cutoff,))
+            jobs = [r[0] for r in expired]
+            results = db.execute(
+                "SELECT job_id, repository FROM results WHERE expires_at<?", (cutoff,)
+            ).fetchall()
+            db.execute("DELETE FROM jobs WHERE expires_at<?", (cutoff,))
+            db.execute("DELETE FROM results WHERE expires_at<?", (cutoff,))
+            for job_id in jobs:
+                db.execute("DELETE FROM results WHERE job_id=?", (job_id,))
+        for job_id, repository in results:
+            shutil.rmtree(self._dir(job_id, repository), ignore_errors=True)
+        for job_id in jobs:
+            shutil.rmtree(self.home / "jobs" / quote(job_id, safe=""), ignore_errors=True)
+        return len(jobs)
