@@ -1,0 +1,5 @@
+import sys
+
+from codybatch.cli import main
+
+sys.exit(main())

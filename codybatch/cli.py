@@ -1,0 +1,267 @@
+"""The `codybatch` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from codybatch.records import Job, RepositoryResult
+from codybatch.settings import Settings
+
+
+def _store(settings: Settings):
+    from codybatch.store import open_store
+
+    return open_store(settings)
+
+
+def _repo_key(raw: str) -> str:
+    from codybatch.spec import parse_repository
+
+    return parse_repository(raw).key
+
+
+def _load_spec_file(path: str) -> Any:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    if path.endswith(".json"):
+        return json.loads(text)
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _result_rows(results: Sequence[RepositoryResult]) -> str:
+    rows = [["REPOSITORY", "STATUS", "CHANGED", "PR", "TOKENS", "USD", "NOTE"]]
+    for r in results:
+        note = r.error or (r.stop_reason if r.stop_reason not in (None, "finished") else "") or ""
+        rows.append(
+            [
+                r.repository,
+                r.status.value,
+                _yes_no(r.were_changes_necessary),
+                r.pr_url or "-",
+                f"{r.usage.total_tokens:,}",
+                f"{r.usage.usd:.4f}",
+                note.splitlines()[0][:80] if note else "",
+            ]
+        )
+    return _table(rows)
+
+
+def _job_dict(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
+    return {**job.to_dict(), "results": [r.to_dict() for r in results]}
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.jobs import finalize_job, register_job
+    from codybatch.spec import JobSpec, SpecError
+    from codybatch.worker import run_worker
+
+    try:
+        spec = JobSpec.parse(_load_spec_file(args.spec), settings)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    store = _store(settings)
+    job = register_job(spec, store, job_id=args.job_id)
+    print(f"job {job.job_id}: {spec.name} ({len(spec.repositories)} repositories)", flush=True)
+
+    def one(repository: str) -> RepositoryResult:
+        result = run_worker(job.job_id, repository, settings=settings, store=store)
+        print(f"  {result.status.value:<9} {repository}", flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        list(pool.map(one, spec.repositories))
+    job = finalize_job(store, job.job_id)
+    results = store.list_results(job.job_id)
+    if args.json:
+        print(json.dumps(_job_dict(job, results), indent=2))
+    else:
+        print()
+        print(_result_rows(results))
+        print(f"\njob {job.job_id}: {job.status.value}")
+        print(f"patches: codybatch diff {job.job_id} REPOSITORY")
+    return 0 if job.status.value == "COMPLETED" else 1
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.worker import run_worker
+
+    repository = _repo_key(args.repository)
+    result = run_worker(args.job_id, repository, settings=settings, force=args.force)
+    print(
+        json.dumps(
+            {
+                "job_id": result.job_id,
+                "repository": result.repository,
+                "status": result.status.value,
+                "were_changes_necessary": result.were_changes_necessary,
+                "error": result.error,
+            }
+        )
+    )
+    return 1 if result.status.value == "FAILED" else 0
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    jobs = _store(settings).list_jobs(status=args.status, limit=args.limit)
+    if args.json:
+        print(json.dumps([j.to_dict() for j in jobs], indent=2))
+        return 0
+    rows = [["JOB", "STATUS", "NAME", "REPOS", "TOKENS", "USD", "CREATED"]]
+    for j in jobs:
+        rows.append(
+            [
+                j.job_id,
+                j.status.value,
+                j.name[:40],
+                str(len(j.repositories)),
+                f"{j.usage.total_tokens:,}",
+                f"{j.usage.usd:.4f}",
+                j.created_at.isoformat(),
+            ]
+        )
+    print(_table(rows))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    job = store.get_job(args.job_id)
+    if job is None:
+        print(f"job {args.job_id} not found", file=sys.stderr)
+        return 1
+    results = store.list_results(job.job_id)
+    if args.json:
+        print(json.dumps(_job_dict(job, results), indent=2))
+        return 0
+    print(f"job {job.job_id}: {job.name}  [{job.status.value}]")
+    print(f"created {job.created_at.isoformat()}  updated {job.updated_at.isoformat()}")
+    print(f"usage: {job.usage.total_tokens:,} tokens, ${job.usage.usd:.4f}")
+    print()
+    print(_result_rows(results))
+    for r in results:
+        extra = []
+        if r.summary:
+            extra.append(f"summary: {r.summary}")
+        if r.stop_reason and r.stop_reason != "finished":
+            limit = (r.details.get("agent") or {}).get("limit")
+            extra.append(f"stop reason: {r.stop_reason}" + (f" ({limit})" if limit else ""))
+        if r.details.get("disagreement"):
+            extra.append(f"note: {r.details['disagreement']}")
+        if r.details.get("verify"):
+            v = r.details["verify"]
+            outcome = "passed" if v.get("passed") else "FAILED"
+            extra.append(f"verify: {outcome} ({v.get('command')})")
+        if extra:
+            print(f"\n{r.repository}:\n  " + "\n  ".join(extra))
+    return 0
+
+
+def _result_or_fail(settings: Settings, job_id: str, repository: str) -> RepositoryResult | None:
+    result = _store(settings).get_result(job_id, _repo_key(repository))
+    if result is None:
+        print(f"no result for {repository} in job {job_id}", file=sys.stderr)
+    return result
+
+
+def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
+    if _result_or_fail(settings, args.job_id, args.repository) is None:
+        return 1
+    patch = _store(settings).get_patch(args.job_id, _repo_key(args.repository)) or b""
+    sys.stdout.buffer.write(patch)
+    return 0
+
+
+def cmd_thread(args: argparse.Namespace, settings: Settings) -> int:
+    if _result_or_fail(settings, args.job_id, args.repository) is None:
+        return 1
+    thread = _store(settings).get_thread(args.job_id, _repo_key(args.repository))
+    print(json.dumps(thread, indent=2))
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
+    count = _store(settings).purge_expired()
+    print(f"purged {count} expired jobs")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codybatch", description="Apply one AI-driven code change across repositories."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="validate, register and run a job here, without Airflow")
+    p.add_argument("spec", help="job spec file (YAML or JSON; - for stdin)")
+    p.add_argument("--job-id", help="reuse this job id (re-runs finish unfinished repositories)")
+    p.add_argument("--parallel", type=int, default=5, help="repositories at once (default 5)")
+    p.add_argument("--json", action="store_true", help="print the job and results as JSON")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("worker", help="process one repository of a registered job")
+    p.add_argument("--job-id", required=True)
+    p.add_argument("--repository", required=True)
+    p.add_argument("--force", action="store_true", help="redo a repository already finished")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("jobs", help="list jobs, newest first")
+    p.add_argument("--status", help="only jobs with this status (e.g. COMPLETED)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("show", help="a job and its repository results")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("diff", help="the patch of one repository, on stdout")
+    p.add_argument("job_id")
+    p.add_argument("repository")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("thread", help="the Claude message thread of one repository (JSON)")
+    p.add_argument("job_id")
+    p.add_argument("repository")
+    p.set_defaults(func=cmd_thread)
+
+    p = sub.add_parser("purge", help="delete jobs and results past their expiry (30 days)")
+    p.set_defaults(func=cmd_purge)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose or args.command == "worker" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    settings = Settings.from_env()
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""One (job, repository): clone -> steps/agent -> verify -> diff -> store -> pull request."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from codybatch import git
+from codybatch.records import (
+    JobStatus,
+    RepositoryResult,
+    RepositoryStatus,
+    utcnow,
+)
+from codybatch.redact import redact, redact_text
+from codybatch.settings import Settings
+from codybatch.shell import run_command, truncate
+from codybatch.spec import JobSpec, Repository, SpecError, is_allowed
+from codybatch.store import StaleWriteError, Store, open_store
+
+log = logging.getLogger("codybatch.worker")
+
+# A finished repository is not redone by a re-run; FAILED ones are (that is what a retry is for).
+DONE = (RepositoryStatus.COMPLETED, RepositoryStatus.SKIPPED, RepositoryStatus.CANCELLED)
+
+
+class WorkerError(Exception):
+    """The repository failed; the message says why in words a person understands."""
+
+
+def run_worker(
+    job_id: str,
+    repository: str,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    force: bool = False,
+) -> RepositoryResult:
+    """Process one repository of a job and store its result; return the stored result."""
+    settings = settings or Settings.from_env()
+    store = store or open_store(settings)
+    job = store.get_job(job_id)
+    if job is None:
+        raise WorkerError(f"job {job_id} does not exist in the store")
+    result = store.get_result(job_id, repository)
+    if result is None:
+        raise WorkerError(f"{repository} is not a repository of job {job_id}")
+    if result.status in DONE and not force:
+        log.info("%s already %s: nothing to do", repository, result.status)
+        return result
+
+    result.status = RepositoryStatus.RUNNING
+    result.attempts += 1
+    result.started_at = utcnow()
+    result.finished_at = None
+    result.error = None
+    store.save_result(result)
+    if job.status == JobStatus.PENDING:
+        store.update_job(job_id, status=JobStatus.RUNNING)
+
+    work = _Work(store, settings, result)
+    try:
+        spec = JobSpec.parse(job.spec, settings)  # again: the allowlist may have changed
+        repo = spec.repository(repository)
+        if not is_allowed(repo, settings.allowed_repositories):
+            raise WorkerError(f"{repository} is not in the allowlist of this worker")
+        with tempfile.TemporaryDirectory(prefix="codybatch-") as tmp:
+            try:
+                work.process(job, spec, repo, Path(tmp) / "checkout")
+            except Exception:
+                work.result.status = RepositoryStatus.FAILED
+                work.keep_diff()  # before the checkout goes: nothing computed is lost
+                raise
+    except SpecError as exc:
+        work.fail(f"the job spec is no longer valid: {exc}")
+    except Exception as exc:  # one repository's failure is recorded, never raised further
+        log.exception("%s failed", repository)
+        work.fail(redact_text(str(exc) or type(exc).__name__, settings.secrets))
+    return work.save()
+
+
+class _Work:
+    """The state of one repository being processed, saved as it goes."""
+
+    def __init__(self, store: Store, settings: Settings, result: RepositoryResult):
+        self.store = store
+        self.settings = settings
+        self.result = result
+        self.checkout: Path | None = None
+        self.result.details = {}
+
+    def process(self, job: Any, spec: JobSpec, repo: Repository, checkout: Path) -> None:
+        remote = None
+        token = None
+        if repo.is_local:
+            url, branch = repo.path, spec.base_branch
+        else:
+            from codybatch.github import resolve_repository
+
+            remote = resolve_repository(repo, self.settings)
+            if remote.archived:
+                raise WorkerError(f"{remote.full_name} is archived: nothing can be changed")
+            url, branch = remote.clone_url, spec.base_branch or remote.default_branch
+            token = self.settings.github_token or None
+        log.info("cloning %s", repo.key)
+        git.clone(url, checkout, branch=branch, token=token)
+        self.checkout = checkout
+        self.result.details["base_branch"] = git.current_branch(checkout)
+
+        self.run_steps(spec, checkout)
+        if spec.prompt:
+            self.run_agent(spec, checkout)
+        elif spec.verify:
+            self.run_verify(spec, checkout)
+        self.record_diff()
+        if self.result.status == RepositoryStatus.FAILED:
+            return
+        self.result.status = RepositoryStatus.COMPLETED
+        if spec.create_pull_requests and remote is not None:
+            from codybatch.publish import publish_changes
+
+            publish_changes(checkout, remote, job, spec, self.result, self.settings)
+
+    def run_steps(self, spec: JobSpec, checkout: Path) -> None:
+        outputs: list[dict[str, Any]] = []
+        self.result.details["steps"] = outputs
+        for i, command in enumerate(spec.steps, 1):
+            log.info("step %d: %s", i, command)
+            done = run_command(command, checkout, timeout=self.settings.step_timeout)
+            outputs.append(redact(done.to_dict(), self.settings.secrets))
+            if not done.ok:
+                why = "timed out" if done.timed_out else f"exited with {done.exit_code}"
+                raise WorkerError(f"step {i} ({command!r}) {why}: {truncate(done.output, 2000)}")
+
+    def run_verify(self, spec: JobSpec, checkout: Path) -> None:
+        done = run_command(spec.verify or "", checkout, timeout=self.settings.step_timeout)
+        self.result.details["verify"] = {
+            "command": spec.verify,
+            "passed": done.ok,
+            "rounds": 1,
+            "output": truncate(done.output, 4000),
+        }
+        if not done.ok:
+            self.fail(f"verify ({spec.verify!r}) failed: {truncate(done.output, 2000)}")
+
+    def run_agent(self, spec: JobSpec, checkout: Path) -> None:
+        from codybatch.agent import run_agent
+
+        def on_thread(thread: dict[str, Any]) -> None:
+            self.store.put_thread(
+                self.result.job_id, self.result.repository, redact(thread, self.settings.secrets)
+            )
+            self.result.has_thread = True
+
+        outcome = run_agent(checkout, spec, self.settings, on_thread)
+        r = self.result
+        r.usage = outcome.usage
+        r.stop_reason = outcome.stop_reason
+        r.summary = outcome.summary
+        r.pr_title = outcome.pr_title
+        r.details["agent"] = redact(outcome.to_dict(), self.settings.secrets)
+        if outcome.verify:
+            r.details["verify"] = outcome.verify
+        if outcome.stop_reason == "error":
+            self.fail(f"Claude could not finish: {outcome.error}")
+        elif outcome.verify and not outcome.verify.get("passed"):
+            rounds = outcome.verify.get("rounds")
+            self.fail(f"verify ({spec.verify!r}) still failed after {rounds} rounds")
+
+    def record_diff(self) -> None:
+        """Store the patch of whatever the checkout holds now (also after a failure)."""
+        if self.checkout is None or not self.checkout.exists():
+            return
+        patch = git.diff(self.checkout)
+        r = self.result
+        r.were_changes_necessary = bool(patch)
+        r.details["changed_files"] = git.changed_files(self.checkout)[:1000]
+        self.store.put_patch(r.job_id, r.repository, patch)
+        r.has_patch = bool(patch)
+        claimed = (r.details.get("agent") or {}).get("changes_claimed")
+        if claimed is not None and claimed != r.were_changes_necessary:
+            r.details["disagreement"] = (
+                f"Claude said changes_necessary={claimed}, the diff says {r.were_changes_necessary}"
+            )
+
+    def fail(self, error: str) -> None:
+        self.result.status = RepositoryStatus.FAILED
+        self.result.error = error
+
+    def keep_diff(self) -> None:
+        """After a failure: store the diff made so far, unless it already is."""
+        if self.result.were_changes_necessary is None:
+            try:
+                self.record_diff()
+            except Exception:
+                log.exception("could not record the diff after a failure")
+
+    def save(self) -> RepositoryResult:
+        self.result.finished_at = utcnow()
+        try:
+            return self.store.save_result(self.result)
+        except StaleWriteError:
+            # Someone else (a cancel, a newer attempt) wrote since: theirs stands.
+            stored = self.store.get_result(self.result.job_id, self.result.repository)
+            log.warning("%s: changed meanwhile, keeping the stored result", self.result.repository)
+            assert stored is not None
+            return stored
