@@ -107,7 +107,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from codybatch.worker import run_worker
 
     repository = _repo_key(args.repository)
-    result = run_worker(args.job_id, repository, settings=settings, force=args.force)
+    try:
+        result = run_worker(args.job_id, repository, settings=settings, force=args.force)
+    except Exception as exc:
+        # Not a recorded failure of the repository: the runner may retry (EX_TEMPFAIL).
+        logging.getLogger("codybatch.worker").exception("worker error: %s", exc)
+        return 75
     print(
         json.dumps(
             {

@@ -1,0 +1,60 @@
+# Cody Batch: everything runs from a venv and an Airflow home inside this repository.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export CODYBATCH_HOME ?= $(CURDIR)/.codybatch
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := False
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS ?= admin:admin
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE ?= $(AIRFLOW_HOME)/passwords.json
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test up bench lint format worker-image clean
+
+install: $(STAMP)
+
+# Re-installs only when the requirements or the project metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -r requirements.txt
+	@$(BIN)/pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+$(AIRFLOW_HOME)/airflow.db: $(STAMP)
+	@mkdir -p $(AIRFLOW_HOME)
+	@test -f $(AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE) || echo '{"admin": "admin"}' > $(AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE)
+	@$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
+	@$(BIN)/airflow pools set codybatch 5 "Cody Batch workers" > /dev/null
+
+demo: $(AIRFLOW_HOME)/airflow.db
+	@$(BIN)/python -m codybatch.demo
+
+test: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/pytest -q
+
+up: $(AIRFLOW_HOME)/airflow.db
+	@echo "Airflow: http://localhost:8080   login: admin / admin   (Cody Batch: http://localhost:8080/codybatch/)"
+	@$(BIN)/airflow standalone
+
+bench: $(STAMP)
+	@$(BIN)/python -m benchmarks
+
+lint: $(STAMP)
+	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP)
+	@$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+worker-image:
+	docker build -f include/worker/Dockerfile -t codybatch-worker .
+
+clean:
+	rm -rf $(AIRFLOW_HOME) $(CODYBATCH_HOME)

@@ -1,0 +1,1 @@
+"""Everything that imports Airflow: the DAG factory and the runners."""

@@ -1,0 +1,145 @@
+"""The job DAG factory: validate -> register -> process (mapped) -> finalize."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from codybatch.airflow.params import job_params, spec_input
+from codybatch.records import JobStatus, job_id_for_run
+from codybatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JOB_DAG_ID = "codybatch_job"
+DOC = """
+### Cody Batch job
+Applies one change (a Claude prompt and/or shell steps) to up to five repositories.
+`validate` checks the input, `register` records the job, `process` runs one worker per
+repository, `finalize` sums up. Results: the **Cody Batch** page and the **Results** tab.
+"""
+
+
+def worker_command(job_id: str, repository: str) -> list[str]:
+    """What a worker runs, locally or in a Batch container."""
+    return ["codybatch", "worker", "--job-id", job_id, "--repository", repository]
+
+
+@task
+def validate() -> dict[str, Any]:
+    """Check the whole input before any work; the run fails here with every field error."""
+    from codybatch.spec import JobSpec, SpecError
+
+    context = get_current_context()
+    conf = dict(context["dag_run"].conf or {})
+    try:
+        spec = JobSpec.parse(spec_input(dict(context["params"]), conf))
+    except SpecError as exc:
+        raise AirflowFailException(str(exc)) from None
+    return spec.to_dict()
+
+
+@task(retries=2)
+def register(spec: dict[str, Any]) -> list[dict[str, str]]:
+    """Write the job and its PENDING results; the id derives from the run, so retries agree."""
+    from codybatch.jobs import register_job
+    from codybatch.spec import JobSpec
+    from codybatch.store import open_store
+
+    context = get_current_context()
+    dag_id, run_id = context["dag"].dag_id, context["dag_run"].run_id
+    job_id = job_id_for_run(dag_id, run_id)
+    job = register_job(
+        JobSpec.parse(spec), open_store(), job_id=job_id, dag_id=dag_id, run_id=run_id
+    )
+    log.info("job %s registered: %d repositories", job.job_id, len(job.repositories))
+    return [{"job_id": job.job_id, "repository": r} for r in job.repositories]
+
+
+def _process_local(job_id: str, repository: str) -> str:
+    """Run `codybatch worker` for one repository as a subprocess, streaming its log."""
+    command = [sys.executable, "-m", "codybatch", *worker_command(job_id, repository)[1:]]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        log.info("%s", line.rstrip())
+    code = proc.wait()
+    if code == 1:
+        # The worker recorded why; running it again would repeat the same failure.
+        raise AirflowFailException(f"{repository} failed; the job's results say why")
+    if code != 0:
+        raise RuntimeError(f"the worker for {repository} crashed (exit {code}); retrying")
+    return repository
+
+
+@task(trigger_rule="all_done")
+def finalize(items: list[dict[str, str]] | None = None) -> str:
+    """Sum the results into the job status; the run fails if any repository failed."""
+    from codybatch.jobs import finalize_job
+    from codybatch.store import open_store
+
+    context = get_current_context()
+    if not items:
+        raise AirflowFailException("no job was registered (validate or register failed)")
+    job_id = items[0]["job_id"]
+    store = open_store()
+    if Settings.from_env().runner == "batch":
+        from codybatch.airflow.batch import terminate_unfinished
+
+        terminate_unfinished(context, job_id)
+    job = finalize_job(store, job_id)
+    log.info("job %s: %s", job_id, job.status)
+    if job.status in (JobStatus.FAILED, JobStatus.PARTIAL):
+        raise AirflowFailException(f"job {job_id} {job.status.value}: {job.error}")
+    return job.status.value
+
+
+def build_job_dag(
+    dag_id: str = JOB_DAG_ID,
+    schedule: Any = None,
+    start_date: datetime | None = None,
+    defaults: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    description: str = "Apply one AI-driven change to up to five repositories",
+    is_paused_upon_creation: bool | None = None,
+) -> DAG:
+    """A job DAG: the on-demand `codybatch_job`, or a campaign's scheduled copy."""
+    settings = Settings.from_env()
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=start_date,
+        catchup=False,
+        params=job_params(defaults),
+        tags=tags or ["codybatch"],
+        doc_md=DOC,
+        max_active_runs=16,
+        is_paused_upon_creation=is_paused_upon_creation,
+        render_template_as_native_obj=False,
+    ) as dag:
+        spec = validate()
+        items = register(spec)
+        if settings.runner == "batch":
+            from codybatch.airflow.batch import batch_process
+
+            processed = batch_process(items, settings)
+        else:
+            processed = task(
+                _process_local,
+                task_id="process",
+                pool=settings.pool,
+                retries=1,
+                map_index_template="{{ task.op_kwargs['repository'] }}",
+            ).expand_kwargs(items)
+        done = finalize(items)
+        processed >> done
+    return dag
