@@ -24,6 +24,8 @@ def _store(settings: Settings):
 def _repo_key(raw: str) -> str:
     from codybatch.spec import parse_repository
 
+    if not raw.startswith("/") and Path(raw).is_dir():
+        raw = str(Path(raw).resolve())  # a local repository named relative to here
     return parse_repository(raw).key
 
 
