@@ -36,6 +36,8 @@ class Settings:
     anthropic_base_url: str = ""
     github_token: str = field(default="", repr=False)
     github_api_url: str = "https://api.github.com"
+    github_pr_interval: float = 1.0  # seconds between PR-creating calls per token
+    github_max_wait: float = 300.0  # longest wait for a GitHub rate limit before a retry
     git_author: str = ""
     public_url: str = ""
     jobs_table: str = "codybatch-jobs"
@@ -68,6 +70,8 @@ class Settings:
             anthropic_base_url=_first(env, "ANTHROPIC_BASE_URL"),
             github_token=_first(env, "GITHUB_TOKEN"),
             github_api_url=_first(env, "GITHUB_API_URL", default="https://api.github.com"),
+            github_pr_interval=float(_first(env, "CODYBATCH_GITHUB_PR_INTERVAL", default="1")),
+            github_max_wait=float(_first(env, "CODYBATCH_GITHUB_MAX_WAIT", default="300")),
             git_author=_first(env, "CODYBATCH_GIT_AUTHOR"),
             public_url=_first(env, "CODYBATCH_PUBLIC_URL", default="http://localhost:8080"),
             jobs_table=_first(
