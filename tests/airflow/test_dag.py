@@ -1,0 +1,118 @@
+"""The codybatch_job DAG through a real Airflow (SQLite metadata DB) with dag.test()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codybatch.records import JobStatus, RepositoryStatus, job_id_for_run
+from codybatch.store.local import LocalStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.airflow
+
+
+@pytest.fixture
+def job_dag(airflow_home: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    return bag.get_dag("codybatch_job")
+
+
+def _task_states(run) -> dict[tuple[str, int], tuple[str, str | None]]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
+        return {(ti.task_id, ti.map_index): (ti.state, ti.rendered_map_index) for ti in tis}
+
+
+def test_dags_folder_imports_cleanly(airflow_home: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("codybatch_job")
+    assert dag is not None
+    assert {t.task_id for t in dag.tasks} == {"validate", "register", "process", "finalize"}
+    params = dag.params.dump()
+    assert {"name", "prompt", "repositories", "create_pull_requests", "steps"} <= set(params)
+
+
+def test_job_runs_end_to_end(job_dag, demo_conf: dict, codybatch_home: Path) -> None:
+    run = job_dag.test(run_conf=demo_conf)
+
+    assert run.state == "success"
+    job_id = job_id_for_run("codybatch_job", run.run_id)
+    store = LocalStore(codybatch_home)
+    job = store.get_job(job_id)
+    assert job is not None and job.status == JobStatus.COMPLETED
+    assert job.dag_id == "codybatch_job" and job.run_id == run.run_id
+    results = {Path(r.repository).name: r for r in store.list_results(job_id)}
+    assert {n: r.status for n, r in results.items()} == {
+        "billing-service": RepositoryStatus.COMPLETED,
+        "web-frontend": RepositoryStatus.COMPLETED,
+        "docs-site": RepositoryStatus.COMPLETED,
+    }
+    assert results["billing-service"].were_changes_necessary is True
+    assert results["web-frontend"].were_changes_necessary is True
+    assert results["docs-site"].were_changes_necessary is False
+    patch = store.get_patch(job_id, results["billing-service"].repository).decode()
+    assert "+  return newFunction(items, {version: 2});" in patch
+    assert store.get_patch(job_id, results["docs-site"].repository) == b""
+
+    states = _task_states(run)
+    labels = {label for (task, _), (_, label) in states.items() if task == "process"}
+    assert labels == set(demo_conf["repositories"])  # mapped instances named by repository
+
+
+def test_bad_conf_fails_at_validate_before_any_work(
+    job_dag, demo_conf: dict, codybatch_home: Path, tmp_path: Path
+) -> None:
+    demo_conf["repositories"] = [f"acme/repo{i}" for i in range(6)]
+    run = job_dag.test(run_conf=demo_conf)
+
+    assert run.state == "failed"
+    states = _task_states(run)
+    assert states[("validate", -1)][0] == "failed"
+    assert all(state != "success" for (task, _), (state, _) in states.items() if task != "validate")
+    assert (
+        not (codybatch_home / "codybatch.db").exists() or not LocalStore(codybatch_home).list_jobs()
+    )
+
+
+def test_outside_allowlist_fails_at_validate(
+    job_dag, demo_conf: dict, codybatch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODYBATCH_ALLOWED_REPOSITORIES", "github.com/acme/*")
+    run = job_dag.test(run_conf=demo_conf)
+
+    assert run.state == "failed"
+    assert _task_states(run)[("validate", -1)][0] == "failed"
+    assert not LocalStore(codybatch_home).list_jobs()
+
+
+def test_failing_repository_does_not_stop_the_others(
+    job_dag, demo_conf: dict, codybatch_home: Path, example_repos: list[Path]
+) -> None:
+    # A first step that fails only in docs-site (its README does not mention billing).
+    demo_conf["steps"] = ["test ! -f README.md || grep -q billing README.md", *demo_conf["steps"]]
+    run = job_dag.test(run_conf=demo_conf)
+
+    assert run.state == "failed"  # the run shows red when a repository failed
+    job_id = job_id_for_run("codybatch_job", run.run_id)
+    store = LocalStore(codybatch_home)
+    statuses = {Path(r.repository).name: r.status for r in store.list_results(job_id)}
+    assert statuses == {
+        "billing-service": RepositoryStatus.COMPLETED,
+        "web-frontend": RepositoryStatus.COMPLETED,
+        "docs-site": RepositoryStatus.FAILED,
+    }
+    failed = store.get_result(job_id, str(example_repos[2]))
+    assert "step 1" in failed.error and "exited with 1" in failed.error
+    assert store.get_job(job_id).status == JobStatus.PARTIAL
