@@ -98,9 +98,13 @@ def parse_repository(raw: str) -> Repository:
     if not text:
         raise ValueError("is empty: give owner/name, HOST/owner/name or an absolute path")
     if text.startswith("file://"):
-        text = urlparse(text).path
-        if not text.startswith("/"):
-            raise ValueError(f"{raw!r} is not a file:// URL with an absolute path")
+        url = urlparse(text)
+        text = url.path
+        # file://home/x would silently become /x: only file:///abs/path is meant.
+        if url.netloc not in ("", "localhost") or not text.startswith("/"):
+            raise ValueError(
+                f"{raw!r} is not a file:// URL with an absolute path: write file:///abs/path"
+            )
     if text.startswith("/"):
         path = Path(text).resolve()
         return Repository(key=str(path), path=str(path))
