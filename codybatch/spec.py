@@ -44,6 +44,7 @@ KNOWN = {
     "verify",
     "model",
     "draft",
+    "campaign",
     *LIMIT_FIELDS,
 }
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -175,6 +176,7 @@ class JobSpec:
     verify: str | None = None
     model: str | None = None
     draft: bool = True
+    campaign: str | None = None  # set by a campaign's DAG: its name
     max_turns: int = 50
     max_tokens: int = 5_000_000
     max_usd: float = 2.0
@@ -224,6 +226,7 @@ class JobSpec:
             )
         verify = _text(raw, "verify", errors, max_len=MAX_COMMAND) or None
         model = _text(raw, "model", errors, max_len=100) or None
+        campaign = _text(raw, "campaign", errors, max_len=100) or None
         base_branch = _text(raw, "base_branch", errors, max_len=255) or None
         if base_branch and not _BRANCH.match(base_branch):
             errors.append(
@@ -246,6 +249,7 @@ class JobSpec:
             verify=verify,
             model=model,
             draft=draft,
+            campaign=campaign,
             **limits,
         )
 
