@@ -1,0 +1,596 @@
+"""The AWS store: DynamoDB for records, S3 for threads and large patches.
+
+Plain boto3 (the worker image has no Airflow). boto3 honours AWS_ENDPOINT_URL, which
+points it at moto or LocalStack in tests and docker-compose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus, Usage, utcnow
+from codybatch.settings import Settings
+from codybatch.store.base import NotFoundError, StaleWriteError, Store, StoreError
+
+JOBS_STATUS_INDEX = "status-createdAt-index"
+REPOSITORIES_STATUS_INDEX = "status-index"
+# DynamoDB items stop at 400 KB; above this a patch goes to S3 (the record needs room too).
+INLINE_PATCH_LIMIT = 300 * 1024
+_UNKNOWN_POSITION = 1_000_000  # results of repositories not listed in the job sort last
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+class AwsStore(Store):
+    """Jobs and results in two DynamoDB tables; threads and large patches in one S3 bucket."""
+
+    def __init__(
+        self,
+        jobs_table: str,
+        repositories_table: str,
+        bucket: str,
+        region: str | None = None,
+        session: boto3.session.Session | None = None,
+    ):
+        self.jobs_table = jobs_table
+        self.repositories_table = repositories_table
+        self.bucket = bucket
+        session = session or boto3.session.Session(region_name=region)
+        config = Config(retries={"mode": "standard", "max_attempts": 5})
+        # Low-level clients: unlike boto3 resources they are safe to share between threads.
+        self.dynamodb = session.client("dynamodb", region_name=region, config=config)
+        self.s3 = session.client("s3", region_name=region, config=config)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AwsStore:
+        return cls(
+            settings.jobs_table,
+            settings.repositories_table,
+            settings.bucket,
+            region=settings.aws_region,
+        )
+
+    # jobs
+
+    def create_job(self, job: Job) -> Job:
+        items = [
+            {
+                "Put": {
+                    "TableName": self.jobs_table,
+                    "Item": _serialize(_job_item(job)),
+                    "ConditionExpression": "attribute_not_exists(jobId)",
+                }
+            }
+        ]
+        for position, repository in enumerate(job.repositories):
+            result = RepositoryResult(
+                job_id=job.job_id,
+                repository=repository,
+                created_at=job.created_at,
+                updated_at=job.created_at,
+                expires_at=job.expires_at,
+            )
+            item = _result_item(result) | {"position": position}
+            items.append({"Put": {"TableName": self.repositories_table, "Item": _serialize(item)}})
+        try:
+            # One transaction: a retried register never finds a job without its results.
+            self.dynamodb.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            if _code(error) != "TransactionCanceledException":
+                raise
+            stored = self.get_job(job.job_id)
+            if stored is None:
+                raise StoreError(f"could not create job {job.job_id}: {error}") from error
+            return stored
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        response = self.dynamodb.get_item(
+            TableName=self.jobs_table, Key=_serialize({"jobId": job_id}), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return _job_from_item(_deserialize(item)) if item else None
+
+    def list_jobs(
+        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Job]:
+        # Newest first through the status-createdAt GSI (it projects whole items); without
+        # a status, one query per status merged here, so listing never scans the table.
+        # GSI reads are eventually consistent: a status changed a moment ago may lag.
+        wanted = offset + limit
+        statuses = [JobStatus(status)] if status else list(JobStatus)
+        items: list[dict[str, Any]] = []
+        for one in statuses:
+            items.extend(self._newest_of_status(one, wanted))
+        items.sort(key=lambda i: (i["createdAt"], i["jobId"]), reverse=True)
+        return [_job_from_item(item) for item in items[offset:wanted]]
+
+    def _newest_of_status(self, status: JobStatus, wanted: int) -> list[dict[str, Any]]:
+        """The newest `wanted` jobs of one status, plus any tied on the last createdAt."""
+        found: list[dict[str, Any]] = []
+        if wanted <= 0:
+            return found
+        pages = self.dynamodb.get_paginator("query").paginate(
+            TableName=self.jobs_table,
+            IndexName=JOBS_STATUS_INDEX,
+            KeyConditionExpression="#s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=_serialize({":s": status.value}),
+            ScanIndexForward=False,
+        )
+        for page in pages:
+            for raw in page["Items"]:
+                item = _deserialize(raw)
+                if len(found) >= wanted and item["createdAt"] != found[-1]["createdAt"]:
+                    return found
+                found.append(item)
+        return found
+
+    def update_job(self, job_id: str, **fields: Any) -> Job:
+        names = {f.name for f in dataclasses.fields(Job)}
+        for name in fields:
+            if name not in names or name == "job_id":
+                raise AttributeError(f"Job has no updatable field {name!r}")
+        if "status" in fields:
+            fields["status"] = JobStatus(fields["status"])
+        if isinstance(fields.get("usage"), dict):
+            fields["usage"] = Usage.from_dict(fields["usage"])
+        fields["updated_at"] = utcnow()
+        attributes = {_attribute(name): _encode(name, value) for name, value in fields.items()}
+        try:
+            response = self.dynamodb.update_item(
+                TableName=self.jobs_table,
+                Key=_serialize({"jobId": job_id}),
+                ConditionExpression="attribute_exists(jobId)",
+                ReturnValues="ALL_NEW",
+                **_update_expression(attributes),
+            )
+        except ClientError as error:
+            if _code(error) == "ConditionalCheckFailedException":
+                raise NotFoundError(f"job {job_id} not found") from error
+            raise
+        return _job_from_item(_deserialize(response["Attributes"]))
+
+    # results
+
+    def get_result(self, job_id: str, repository: str) -> RepositoryResult | None:
+        response = self.dynamodb.get_item(
+            TableName=self.repositories_table,
+            Key=_serialize(_result_key(job_id, repository)),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return _result_from_item(_deserialize(item)) if item else None
+
+    def list_results(
+        self, job_id: str, status: RepositoryStatus | None = None
+    ) -> list[RepositoryResult]:
+        query: dict[str, Any] = {
+            "TableName": self.repositories_table,
+            "KeyConditionExpression": "jobId = :j",
+            "ExpressionAttributeValues": {":j": {"S": job_id}},
+            "ConsistentRead": True,
+        }
+        if status:
+            query["FilterExpression"] = "#s = :s"
+            query["ExpressionAttributeNames"] = {"#s": "status"}
+            query["ExpressionAttributeValues"][":s"] = {"S": RepositoryStatus(status).value}
+        items = [
+            _deserialize(raw)
+            for page in self.dynamodb.get_paginator("query").paginate(**query)
+            for raw in page["Items"]
+        ]
+        items.sort(key=lambda i: (i.get("position", _UNKNOWN_POSITION), i["createdAt"]))
+        return [_result_from_item(item) for item in items]
+
+    def save_result(self, result: RepositoryResult) -> RepositoryResult:
+        expected = result.revision
+        updated_at = utcnow()
+        # Write through UpdateItem (not PutItem) so the patch attributes stay untouched.
+        record = dataclasses.replace(result, revision=expected + 1, updated_at=updated_at)
+        attributes = {
+            name: value
+            for name, value in _result_item(record, drop_none=False).items()
+            if name not in ("jobId", "repositoryName")
+        }
+        expression = _update_expression(attributes)
+        expression["UpdateExpression"] = expression["UpdateExpression"].replace(
+            "SET ", "SET #position = if_not_exists(#position, :position), ", 1
+        )
+        expression["ExpressionAttributeNames"] |= {"#position": "position", "#revision": "revision"}
+        expression["ExpressionAttributeValues"][":position"] = {"N": str(_UNKNOWN_POSITION)}
+        expression["ExpressionAttributeValues"][":expected"] = {"N": str(expected)}
+        condition = "#revision = :expected"
+        if expected == 0:
+            condition = "attribute_not_exists(#revision) OR " + condition
+        request = {
+            "TableName": self.repositories_table,
+            "Key": _serialize(_result_key(result.job_id, result.repository)),
+            "ConditionExpression": condition,
+            **expression,
+        }
+        try:
+            try:
+                self.dynamodb.update_item(**request)
+            except ClientError as error:
+                if not _too_large(error) or not self._spill_patch(result):
+                    raise
+                # The record no longer fits beside its inline patch: patch moved to S3, retry.
+                self.dynamodb.update_item(**request)
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            stored = self.get_result(result.job_id, result.repository)
+            raise StaleWriteError(
+                f"{result.repository} of {result.job_id} was written by someone else "
+                f"(revision {stored.revision if stored else 0}, expected {expected})"
+            ) from error
+        result.revision = expected + 1
+        result.updated_at = updated_at
+        return result
+
+    # patches and threads
+
+    def _key(self, job_id: str, repository: str, name: str) -> str:
+        return f"jobs/{quote(job_id, safe='')}/{quote(repository, safe='')}/{name}"
+
+    def put_patch(self, job_id: str, repository: str, patch: bytes) -> None:
+        key = self._key(job_id, repository, "patch.diff")
+        if len(patch) <= INLINE_PATCH_LIMIT:
+            try:
+                old = self._set_on_result(
+                    job_id, repository, {"diff": Binary(patch), "diffS3Key": None}
+                )
+            except ClientError as error:
+                # No record yet, or the record plus patch would pass 400 KB: spill to S3.
+                if _code(error) != "ConditionalCheckFailedException" and not _too_large(error):
+                    raise
+            else:
+                if "diffS3Key" in old:
+                    self.s3.delete_object(Bucket=self.bucket, Key=key)
+                return
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=patch)
+        self._mark(job_id, repository, {"diff": None, "diffS3Key": key})
+
+    def get_patch(self, job_id: str, repository: str) -> bytes | None:
+        inline = self._inline_patch(job_id, repository)
+        if inline is not None:
+            return inline
+        return self._get_object(self._key(job_id, repository, "patch.diff"))
+
+    def _inline_patch(self, job_id: str, repository: str) -> bytes | None:
+        response = self.dynamodb.get_item(
+            TableName=self.repositories_table,
+            Key=_serialize(_result_key(job_id, repository)),
+            ProjectionExpression="#d",
+            ExpressionAttributeNames={"#d": "diff"},
+            ConsistentRead=True,
+        )
+        inline = response.get("Item", {}).get("diff")
+        return bytes(inline["B"]) if inline is not None else None
+
+    def _spill_patch(self, result: RepositoryResult) -> bool:
+        """Move an inline patch to S3; False when there was none."""
+        patch = self._inline_patch(result.job_id, result.repository)
+        if patch is None:
+            return False
+        key = self._key(result.job_id, result.repository, "patch.diff")
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=patch)
+        self._mark(result.job_id, result.repository, {"diff": None, "diffS3Key": key})
+        return True
+
+    def put_thread(self, job_id: str, repository: str, thread: dict[str, Any]) -> None:
+        key = self._key(job_id, repository, "thread.json")
+        body = json.dumps(thread).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+        self._mark(job_id, repository, {"threadS3Key": key})
+
+    def get_thread(self, job_id: str, repository: str) -> dict[str, Any] | None:
+        body = self._get_object(self._key(job_id, repository, "thread.json"))
+        return json.loads(body) if body is not None else None
+
+    def _set_on_result(
+        self, job_id: str, repository: str, attributes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Set attributes on an existing result record without touching its revision."""
+        response = self.dynamodb.update_item(
+            TableName=self.repositories_table,
+            Key=_serialize(_result_key(job_id, repository)),
+            ConditionExpression="attribute_exists(jobId)",
+            ReturnValues="UPDATED_OLD",
+            **_update_expression(attributes),
+        )
+        return response.get("Attributes", {})
+
+    def _mark(self, job_id: str, repository: str, attributes: dict[str, Any]) -> None:
+        """Record an S3 pointer on the result if the record exists (readers do not need it)."""
+        try:
+            self._set_on_result(job_id, repository, attributes)
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def _get_object(self, key: str) -> bytes | None:
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if _code(error) in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    # retention
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        # DynamoDB TTL and the bucket lifecycle delete expired data on AWS by themselves
+        # (TTL within about two days); this sweep makes expiry exact and cleans emulators.
+        # A scan is fine here: it runs rarely and the tables hold 30 days of jobs.
+        cutoff = int((now or utcnow()).timestamp())
+        expired = {
+            ":cutoff": {"N": str(cutoff)},
+        }
+        jobs = [
+            _deserialize(raw)["jobId"]
+            for raw in self._scan(self.jobs_table, "jobId", expired, "expiresAt < :cutoff")
+        ]
+        results = {
+            (item["jobId"], item["repositoryName"])
+            for item in (
+                _deserialize(raw)
+                for raw in self._scan(
+                    self.repositories_table,
+                    "jobId, repositoryName",
+                    expired,
+                    "expiresAt < :cutoff",
+                )
+            )
+        }
+        for job_id in jobs:
+            results.update((job_id, r.repository) for r in self.list_results(job_id))
+        for job_id, repository in results:
+            self.dynamodb.delete_item(
+                TableName=self.repositories_table,
+                Key=_serialize(_result_key(job_id, repository)),
+            )
+            self._delete_prefix(self._key(job_id, repository, ""))
+        for job_id in jobs:
+            self.dynamodb.delete_item(TableName=self.jobs_table, Key=_serialize({"jobId": job_id}))
+            self._delete_prefix(f"jobs/{quote(job_id, safe='')}/")
+        return len(jobs)
+
+    def _scan(
+        self, table: str, projection: str, values: dict[str, Any], condition: str
+    ) -> Iterator[dict[str, Any]]:
+        pages = self.dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            ProjectionExpression=projection,
+            FilterExpression=condition,
+            ExpressionAttributeValues=values,
+            ConsistentRead=True,
+        )
+        for page in pages:
+            yield from page["Items"]
+
+    def _delete_prefix(self, prefix: str) -> None:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+
+    # provisioning for emulators and tests (on AWS the CloudFormation template does this)
+
+    def create_resources(self) -> None:
+        """Create the tables and the bucket if missing, as include/aws/codybatch.yaml does."""
+        existing = set(self.dynamodb.list_tables().get("TableNames", []))
+        for table in table_definitions(self.jobs_table, self.repositories_table):
+            if table["TableName"] in existing:
+                continue
+            self.dynamodb.create_table(**table)
+            self.dynamodb.get_waiter("table_exists").wait(TableName=table["TableName"])
+            self.dynamodb.update_time_to_live(
+                TableName=table["TableName"],
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"},
+            )
+        try:
+            self.s3.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            region = self.s3.meta.region_name
+            extra = {}
+            if region and region != "us-east-1":
+                extra["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            self.s3.create_bucket(Bucket=self.bucket, **extra)
+
+
+def table_definitions(jobs_table: str, repositories_table: str) -> list[dict[str, Any]]:
+    """CreateTable arguments of both tables (keys and indexes as in the CloudFormation template)."""
+
+    def string(*names: str) -> list[dict[str, str]]:
+        return [{"AttributeName": n, "AttributeType": "S"} for n in names]
+
+    def key(hash_key: str, range_key: str | None = None) -> list[dict[str, str]]:
+        schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+        if range_key:
+            schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        return schema
+
+    return [
+        {
+            "TableName": jobs_table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": string("jobId", "status", "createdAt"),
+            "KeySchema": key("jobId"),
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": JOBS_STATUS_INDEX,
+                    "KeySchema": key("status", "createdAt"),
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        },
+        {
+            "TableName": repositories_table,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": string("jobId", "repositoryName", "status", "updatedAt"),
+            "KeySchema": key("jobId", "repositoryName"),
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": REPOSITORIES_STATUS_INDEX,
+                    "KeySchema": key("status", "updatedAt"),
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        },
+    ]
+
+
+# record <-> item
+
+
+def _attribute(name: str) -> str:
+    """Field name -> DynamoDB attribute name (camelCase as in the seed design)."""
+    if name == "repository":
+        return "repositoryName"
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _field(attribute: str) -> str:
+    if attribute == "repositoryName":
+        return "repository"
+    return re.sub(r"(?<!^)([A-Z])", lambda m: "_" + m.group(1).lower(), attribute)
+
+
+def _encode(name: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        if name == "expires_at":
+            return int(value.timestamp())  # the TTL attribute: epoch seconds
+        # Fixed width in UTC, so the GSI's string order is time order.
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, Usage):
+        return value.to_dict()
+    if isinstance(value, JobStatus | RepositoryStatus):
+        return value.value
+    return value
+
+
+def _item(record: Any, drop_none: bool = True) -> dict[str, Any]:
+    item = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if value is None and drop_none:
+            continue
+        item[_attribute(f.name)] = _encode(f.name, value)
+    return item
+
+
+def _job_item(job: Job) -> dict[str, Any]:
+    return _item(job)
+
+
+def _result_item(result: RepositoryResult, drop_none: bool = True) -> dict[str, Any]:
+    return _item(result, drop_none)
+
+
+def _result_key(job_id: str, repository: str) -> dict[str, str]:
+    return {"jobId": job_id, "repositoryName": repository}
+
+
+def _decode(item: dict[str, Any]) -> dict[str, Any]:
+    data = {_field(name): value for name, value in item.items()}
+    if "expires_at" in data:
+        data["expires_at"] = datetime.fromtimestamp(int(data["expires_at"]), UTC)
+    return data
+
+
+def _job_from_item(item: dict[str, Any]) -> Job:
+    return Job.from_dict(_decode(item))
+
+
+def _result_from_item(item: dict[str, Any]) -> RepositoryResult:
+    return RepositoryResult.from_dict(_decode(item))
+
+
+def _update_expression(attributes: dict[str, Any]) -> dict[str, Any]:
+    """SET the attributes with values, REMOVE those that are None."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets: list[str] = []
+    removes: list[str] = []
+    for i, (name, value) in enumerate(attributes.items()):
+        names[f"#a{i}"] = name
+        if value is None:
+            removes.append(f"#a{i}")
+        else:
+            values[f":v{i}"] = value
+            sets.append(f"#a{i} = :v{i}")
+    expression = ""
+    if sets:
+        expression += "SET " + ", ".join(sets)
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    out: dict[str, Any] = {
+        "UpdateExpression": expression.strip(),
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        out["ExpressionAttributeValues"] = _serialize(values)
+    return out
+
+
+def _serialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_to_dynamo(v)) for k, v in item.items()}
+
+
+def _deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _from_dynamo(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _to_dynamo(value: Any) -> Any:
+    """DynamoDB has no float: numbers travel as Decimal (through str, so 0.1 stays 0.1)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return bytes(value.value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    if isinstance(value, set):
+        return {_from_dynamo(v) for v in value}
+    return value
+
+
+def _code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def _too_large(error: ClientError) -> bool:
+    """DynamoDB refused an item above 400 KB."""
+    message = error.response.get("Error", {}).get("Message", "")
+    return _code(error) == "ValidationException" and "size" in message.lower()

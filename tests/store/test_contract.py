@@ -1,0 +1,373 @@
+"""One contract for every store: each test runs on the local and on the AWS store."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus, Usage, expiry
+from codybatch.store import NotFoundError, StaleWriteError, Store
+
+REPOSITORIES = ["github.com/acme/zeta", "github.com/acme/alpha", "github.com/acme/mid"]
+T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def make_job(job_id: str = "job-1", created_at: datetime = T0, **spec: object) -> Job:
+    spec = {
+        "name": "Rename the thing",
+        "prompt": "Rename foo to bar ✓",
+        "repositories": REPOSITORIES,
+        "max_usd": 2.5,
+        "create_pull_requests": False,
+        "steps": [{"run": "make test"}],
+    } | spec
+    return Job(
+        job_id=job_id,
+        spec=spec,
+        created_at=created_at,
+        updated_at=created_at,
+        expires_at=expiry(created_at),
+    )
+
+
+# jobs
+
+
+def test_create_and_get_job_round_trips(store: Store) -> None:
+    job = make_job(dag_id="codybatch_job")
+    job.run_id = "manual__1"
+    job.usage = Usage(10, 20, 30, 40, 0.125)
+    assert store.create_job(job) == job
+    assert store.get_job(job.job_id) == job
+
+
+def test_create_job_writes_a_pending_result_per_repository_in_order(store: Store) -> None:
+    job = store.create_job(make_job())
+    results = store.list_results(job.job_id)
+    assert [r.repository for r in results] == REPOSITORIES
+    assert {r.status for r in results} == {RepositoryStatus.PENDING}
+    assert {r.revision for r in results} == {0}
+    assert all(r.expires_at == job.expires_at for r in results)
+
+
+def test_create_job_is_idempotent(store: Store) -> None:
+    first = store.create_job(make_job())
+    result = store.get_result(first.job_id, REPOSITORIES[0])
+    result.status = RepositoryStatus.RUNNING
+    store.save_result(result)
+
+    again = store.create_job(make_job(prompt="something else"))
+
+    assert again == first
+    assert store.get_job(first.job_id).spec["prompt"] == first.spec["prompt"]
+    stored = store.get_result(first.job_id, REPOSITORIES[0])
+    assert (stored.status, stored.revision) == (RepositoryStatus.RUNNING, 1)
+    assert len(store.list_results(first.job_id)) == len(REPOSITORIES)
+
+
+def test_unknown_things_are_none(store: Store) -> None:
+    store.create_job(make_job())
+    assert store.get_job("job-missing") is None
+    assert store.get_result("job-missing", REPOSITORIES[0]) is None
+    assert store.get_result("job-1", "github.com/acme/other") is None
+    assert store.get_patch("job-1", REPOSITORIES[0]) is None
+    assert store.get_thread("job-1", REPOSITORIES[0]) is None
+    assert store.list_results("job-missing") == []
+
+
+def test_update_job_sets_fields_and_bumps_updated_at(store: Store) -> None:
+    job = store.create_job(make_job(created_at=T0 - timedelta(days=1)))
+    job = store.update_job(job.job_id, error="boom", dag_id="codybatch_job")
+
+    updated = store.update_job(job.job_id, status=JobStatus.RUNNING, usage={"input_tokens": 7})
+    assert updated.status == JobStatus.RUNNING
+    assert updated.usage == Usage(input_tokens=7)
+    assert (updated.error, updated.dag_id) == ("boom", "codybatch_job")
+    assert updated.updated_at > job.created_at
+    assert store.get_job(job.job_id) == updated
+
+    cleared = store.update_job(job.job_id, status="COMPLETED", error=None, usage=Usage(usd=0.5))
+    assert cleared == store.get_job(job.job_id)
+    assert (cleared.status, cleared.error, cleared.usage.usd) == (JobStatus.COMPLETED, None, 0.5)
+
+
+def test_update_job_refuses_unknown_jobs_and_fields(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        store.update_job("job-missing", status=JobStatus.RUNNING)
+    store.create_job(make_job())
+    with pytest.raises(AttributeError):
+        store.update_job("job-1", colour="blue")
+
+
+def test_list_jobs_newest_first_with_status_filter_and_pages(store: Store) -> None:
+    jobs = []
+    for i in range(7):
+        # Jobs 2, 3 and 4 share a creation second: ties sort by job id, newest id first.
+        created = T0 + timedelta(minutes=min(i, 2) if i <= 4 else i)
+        jobs.append(store.create_job(make_job(f"job-{i}", created_at=created)))
+    for i in (1, 3, 5):
+        store.update_job(f"job-{i}", status=JobStatus.RUNNING)
+
+    expected = ["job-6", "job-5", "job-4", "job-3", "job-2", "job-1", "job-0"]
+    assert [j.job_id for j in store.list_jobs()] == expected
+    pages = [store.list_jobs(limit=2, offset=o) for o in range(0, 8, 2)]
+    assert [[j.job_id for j in page] for page in pages] == [
+        expected[0:2],
+        expected[2:4],
+        expected[4:6],
+        expected[6:],
+    ]
+    assert [j.job_id for j in store.list_jobs(status=JobStatus.RUNNING)] == [
+        "job-5",
+        "job-3",
+        "job-1",
+    ]
+    assert [j.job_id for j in store.list_jobs(JobStatus.PENDING, limit=2, offset=1)] == [
+        "job-4",
+        "job-2",
+    ]
+    assert store.list_jobs(status=JobStatus.FAILED) == []
+    assert all(j.status == JobStatus.RUNNING for j in store.list_jobs(JobStatus.RUNNING))
+
+
+# results
+
+
+def test_save_result_round_trips_every_field(store: Store) -> None:
+    store.create_job(make_job())
+    result = store.get_result("job-1", REPOSITORIES[1])
+    result.status = RepositoryStatus.COMPLETED
+    result.were_changes_necessary = True
+    result.summary = "Renamed 3 files ✓"
+    result.pr_title, result.pr_url, result.pr_number = "Rename", "https://x/pr/7", 7
+    result.pr_state = "open"
+    result.stop_reason = "end_turn"
+    result.usage = Usage(1, 2, 3, 4, 0.1)
+    result.has_patch = result.has_thread = True
+    result.details = {"steps": [{"run": "ls", "exit_code": 0, "seconds": 0.25}], "empty": {}}
+    result.attempts = 2
+    result.started_at = T0
+    result.finished_at = T0 + timedelta(seconds=90)
+
+    saved = store.save_result(result)
+
+    assert saved.revision == 1
+    assert store.get_result("job-1", REPOSITORIES[1]) == saved
+    saved.error, saved.summary = "late failure", None
+    store.save_result(saved)
+    assert store.get_result("job-1", REPOSITORIES[1]) == saved
+
+
+def test_list_results_keeps_repository_order_and_filters_by_status(store: Store) -> None:
+    store.create_job(make_job())
+    last = store.get_result("job-1", REPOSITORIES[2])
+    last.status = RepositoryStatus.FAILED
+    store.save_result(last)
+
+    assert [r.repository for r in store.list_results("job-1")] == REPOSITORIES
+    failed = store.list_results("job-1", status=RepositoryStatus.FAILED)
+    assert [(r.repository, r.revision) for r in failed] == [(REPOSITORIES[2], 1)]
+    assert store.list_results("job-1", status=RepositoryStatus.SKIPPED) == []
+
+
+def test_a_stale_write_is_refused_and_changes_nothing(store: Store) -> None:
+    store.create_job(make_job())
+    mine = store.get_result("job-1", REPOSITORIES[0])
+    theirs = store.get_result("job-1", REPOSITORIES[0])
+    theirs.status = RepositoryStatus.COMPLETED
+    store.save_result(theirs)
+
+    mine.status = RepositoryStatus.FAILED
+    with pytest.raises(StaleWriteError):
+        store.save_result(mine)
+
+    stored = store.get_result("job-1", REPOSITORIES[0])
+    assert (stored.status, stored.revision) == (RepositoryStatus.COMPLETED, 1)
+    assert mine.revision == 0
+    with pytest.raises(StaleWriteError):
+        store.save_result(RepositoryResult("job-1", REPOSITORIES[0], revision=5))
+
+
+def test_concurrent_writers_to_one_result_only_one_wins(make_store: Callable[[], Store]) -> None:
+    make_store().create_job(make_job())
+    stores = [make_store() for _ in range(4)]
+    copies = [s.get_result("job-1", REPOSITORIES[0]) for s in stores]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(len(stores))
+
+    def write(store: Store, result: RepositoryResult, n: int) -> None:
+        result.summary = f"writer {n}"
+        barrier.wait()
+        try:
+            store.save_result(result)
+            outcomes.append(result.summary)
+        except StaleWriteError:
+            outcomes.append("stale")
+
+    threads = [
+        threading.Thread(target=write, args=(s, c, n))
+        for n, (s, c) in enumerate(zip(stores, copies, strict=True))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [o for o in outcomes if o != "stale"]
+    assert len(winners) == 1 and len(outcomes) == 4
+    stored = make_store().get_result("job-1", REPOSITORIES[0])
+    assert (stored.summary, stored.revision) == (winners[0], 1)
+
+
+def test_threads_updating_different_repositories_all_land(
+    make_store: Callable[[], Store],
+) -> None:
+    make_store().create_job(make_job())
+
+    def work(repository: str) -> None:
+        store = make_store()
+        for step in range(5):
+            result = store.get_result("job-1", repository)
+            result.details = {"step": step}
+            result.status = RepositoryStatus.COMPLETED if step == 4 else RepositoryStatus.RUNNING
+            store.save_result(result)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in REPOSITORIES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    results = make_store().list_results("job-1")
+    assert [(r.status, r.revision, r.details) for r in results] == [
+        (RepositoryStatus.COMPLETED, 5, {"step": 4})
+    ] * len(REPOSITORIES)
+
+
+WRITER = """
+import sys
+from codybatch.records import RepositoryStatus
+from codybatch.store import StaleWriteError, open_store
+
+store = open_store()
+for step in range(3):
+    while True:  # another process may write the same record: re-read and retry
+        result = store.get_result("job-1", sys.argv[1])
+        result.details = {**result.details, sys.argv[2]: step}
+        result.status = RepositoryStatus.RUNNING
+        try:
+            store.save_result(result)
+            break
+        except StaleWriteError:
+            pass
+"""
+
+
+def test_processes_writing_one_job_all_land(
+    make_store: Callable[[], Store], store_env: dict[str, str]
+) -> None:
+    make_store().create_job(make_job())
+    # Two processes per repository on the first one, so some writes must retry.
+    targets = [(REPOSITORIES[0], "a"), (REPOSITORIES[0], "b"), (REPOSITORIES[1], "c")]
+    env = os.environ | store_env
+    processes = [
+        subprocess.Popen([sys.executable, "-c", WRITER, repository, name], env=env)
+        for repository, name in targets
+    ]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0, 0]
+
+    first, second, third = make_store().list_results("job-1")
+    assert (first.details, first.revision) == ({"a": 2, "b": 2}, 6)
+    assert (second.details, second.revision) == ({"c": 2}, 3)
+    assert (third.status, third.revision) == (RepositoryStatus.PENDING, 0)
+
+
+# patches and threads
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        pytest.param(b"diff --git a/x b/x\n-old\n+new \xe2\x9c\x93\n", id="text"),
+        pytest.param(bytes(range(256)) * 4 + b"\r\n\x00", id="binary"),
+        pytest.param(random.Random(5).randbytes(700 * 1024), id="large"),
+        pytest.param(b"", id="empty"),
+    ],
+)
+def test_patches_read_back_byte_identical(store: Store, patch: bytes) -> None:
+    store.create_job(make_job())
+    store.put_patch("job-1", REPOSITORIES[0], patch)
+    assert store.get_patch("job-1", REPOSITORIES[0]) == patch
+    assert store.get_patch("job-1", REPOSITORIES[1]) is None
+
+
+def test_a_patch_can_be_replaced_by_a_larger_or_smaller_one(store: Store) -> None:
+    store.create_job(make_job())
+    large = b"+" + b"x" * (400 * 1024)
+    for patch in (b"small\n", large, b"small again\n", large + b"!"):
+        store.put_patch("job-1", REPOSITORIES[0], patch)
+        assert store.get_patch("job-1", REPOSITORIES[0]) == patch
+
+
+def test_patch_writes_leave_the_result_revision_alone(store: Store) -> None:
+    store.create_job(make_job())
+    result = store.get_result("job-1", REPOSITORIES[0])
+    store.put_patch("job-1", REPOSITORIES[0], b"+x\n")
+    store.put_thread("job-1", REPOSITORIES[0], {"messages": []})
+    result.has_patch = result.has_thread = True
+    store.save_result(result)  # still revision 0: patch and thread writes do not count
+    stored = store.get_result("job-1", REPOSITORIES[0])
+    assert (stored.has_patch, stored.revision) == (True, 1)
+    assert store.get_patch("job-1", REPOSITORIES[0]) == b"+x\n"
+
+
+def test_threads_round_trip(store: Store) -> None:
+    store.create_job(make_job())
+    thread = {
+        "messages": [
+            {"role": "user", "content": "Rename ✓"},
+            {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
+        ],
+        "usage": {"usd": 0.0123, "input_tokens": 12},
+        "nothing": None,
+    }
+    store.put_thread("job-1", REPOSITORIES[2], thread)
+    assert store.get_thread("job-1", REPOSITORIES[2]) == thread
+    store.put_thread("job-1", REPOSITORIES[2], {"messages": []})
+    assert store.get_thread("job-1", REPOSITORIES[2]) == {"messages": []}
+
+
+# retention
+
+
+def test_purge_expired_removes_expired_jobs_with_their_results_and_files(store: Store) -> None:
+    old = make_job("job-old", created_at=T0 - timedelta(days=40))
+    old.expires_at = T0 - timedelta(days=10)
+    new = make_job("job-new")
+    for job in (store.create_job(old), store.create_job(new)):
+        for repository in REPOSITORIES[:2]:
+            store.put_patch(job.job_id, repository, b"+" + job.job_id.encode())
+            store.put_thread(job.job_id, repository, {"job": job.job_id})
+
+    assert store.purge_expired(now=T0) == 1
+
+    assert store.get_job("job-old") is None
+    assert store.list_results("job-old") == []
+    assert store.get_patch("job-old", REPOSITORIES[0]) is None
+    assert store.get_thread("job-old", REPOSITORIES[1]) is None
+    assert store.get_job("job-new") == new
+    assert len(store.list_results("job-new")) == len(REPOSITORIES)
+    assert store.get_patch("job-new", REPOSITORIES[1]) == b"+job-new"
+    assert store.get_thread("job-new", REPOSITORIES[0]) == {"job": "job-new"}
+    assert [j.job_id for j in store.list_jobs()] == ["job-new"]
+
+    assert store.purge_expired(now=new.expires_at + timedelta(seconds=1)) == 1
+    assert store.list_jobs() == []
+    assert store.get_patch("job-new", REPOSITORIES[1]) is None
