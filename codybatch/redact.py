@@ -21,4 +21,16 @@ def redact(value: Any, secrets: Iterable[str]) -> Any:
     secrets = [s for s in secrets if s and len(s) >= 4]
     if not secrets:
         return value
-    return json.loads(redact_text(json.dumps(value), secrets))
+    # Walk the value rather than its JSON text: there a secret holding '"', '\\' or
+    # non-ASCII characters is escaped and would slip through.
+    return _walk(json.loads(json.dumps(value)), secrets)
+
+
+def _walk(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, dict):
+        return {redact_text(k, secrets): _walk(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk(v, secrets) for v in value]
+    return value
