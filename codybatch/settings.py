@@ -48,6 +48,7 @@ class Settings:
     batch_job_definition: str = "codybatch-worker"
     step_timeout: int = 600
     pool: str = "codybatch"
+    campaigns_dir: str = ""
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -91,4 +92,5 @@ class Settings:
             ),
             step_timeout=int(_first(env, "CODYBATCH_STEP_TIMEOUT", default="600")),
             pool=_first(env, "CODYBATCH_POOL", default="codybatch"),
+            campaigns_dir=_first(env, "CODYBATCH_CAMPAIGNS_DIR"),
         )

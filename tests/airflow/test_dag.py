@@ -18,7 +18,7 @@ pytestmark = pytest.mark.airflow
 def job_dag(airflow_home: Path):
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "codybatch_job.py"))
     assert bag.import_errors == {}
     return bag.get_dag("codybatch_job")
 
@@ -32,11 +32,17 @@ def _task_states(run) -> dict[tuple[str, int], tuple[str, str | None]]:
         return {(ti.task_id, ti.map_index): (ti.state, ti.rendered_map_index) for ti in tis}
 
 
-def test_dags_folder_imports_cleanly(airflow_home: Path) -> None:
+def test_dags_folder_imports_cleanly(airflow_home: Path, codybatch_home: Path) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
+    from codybatch.airflow.campaigns import sync_campaign_stubs
+    from codybatch.demo import make_examples
+
+    make_examples(codybatch_home / "examples")  # what the example campaign works on
+    sync_campaign_stubs()
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
+    assert "codybatch_campaign__legacy_lib_upgrade" in bag.dag_ids
     dag = bag.get_dag("codybatch_job")
     assert dag is not None
     assert {t.task_id for t in dag.tasks} == {"validate", "register", "process", "finalize"}
