@@ -41,6 +41,8 @@ test: $(STAMP)
 	@$(BIN)/pytest -q
 
 up: $(AIRFLOW_HOME)/airflow.db
+	@$(BIN)/python -m codybatch.demo --examples
+	@$(BIN)/python -c "from codybatch.airflow.campaigns import sync_campaign_stubs; sync_campaign_stubs()"
 	@echo "Airflow: http://localhost:8080   login: admin / admin   (Cody Batch: http://localhost:8080/codybatch/)"
 	@$(BIN)/airflow standalone
 

@@ -60,9 +60,14 @@ def make_examples(root: Path) -> list[Path]:
     return paths
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     root = settings.home / "examples"
+    if "--examples" in (argv if argv is not None else sys.argv[1:]):
+        # `make up`: the example campaign works on these; keep existing ones.
+        if not all((root / name / ".git").exists() for name in EXAMPLES):
+            make_examples(root)
+        return 0
     repos = make_examples(root)
     spec_file = (
         Path(__file__).resolve().parent.parent / "include/examples/replace-old-function.yaml"
