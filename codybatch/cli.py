@@ -130,9 +130,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
-    jobs = _store(settings).list_jobs(status=args.status, limit=args.limit)
+    store = _store(settings)
+    jobs = store.list_jobs(status=args.status, limit=args.limit)
     if args.json:
         print(json.dumps([j.to_dict() for j in jobs], indent=2))
+        return 0
+    if args.csv:
+        from codybatch.reports import jobs_csv
+
+        sys.stdout.write(jobs_csv(store, jobs))
         return 0
     rows = [["JOB", "STATUS", "NAME", "REPOS", "TOKENS", "USD", "CREATED"]]
     for j in jobs:
@@ -160,6 +166,11 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     results = store.list_results(job.job_id)
     if args.json:
         print(json.dumps(_job_dict(job, results), indent=2))
+        return 0
+    if args.csv:
+        from codybatch.reports import results_csv
+
+        sys.stdout.write(results_csv(job, results))
         return 0
     print(f"job {job.job_id}: {job.name}  [{job.status.value}]")
     print(f"created {job.created_at.isoformat()}  updated {job.updated_at.isoformat()}")
@@ -236,12 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list jobs, newest first")
     p.add_argument("--status", help="only jobs with this status (e.g. COMPLETED)")
     p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--json", action="store_true")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true", help="one row per job")
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("show", help="a job and its repository results")
     p.add_argument("job_id")
-    p.add_argument("--json", action="store_true")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true", help="one row per repository")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("diff", help="the patch of one repository, on stdout")

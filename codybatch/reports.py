@@ -1,0 +1,147 @@
+"""Machine-readable views of results: CSV exports and a campaign's burndown."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from codybatch.records import Job, RepositoryResult, RepositoryStatus
+from codybatch.store import Store
+
+RESULT_COLUMNS = [
+    "job_id",
+    "job_name",
+    "repository",
+    "status",
+    "were_changes_necessary",
+    "summary",
+    "pr_url",
+    "pr_number",
+    "pr_state",
+    "checks",
+    "review",
+    "stop_reason",
+    "error",
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+    "usd",
+    "started_at",
+    "finished_at",
+]
+JOB_COLUMNS = [
+    "job_id",
+    "name",
+    "status",
+    "campaign",
+    "repositories",
+    "changed",
+    "failed",
+    "total_tokens",
+    "usd",
+    "created_at",
+    "updated_at",
+]
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    # Text from repositories and Claude must not run as a formula in a spreadsheet.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def result_row(job: Job, r: RepositoryResult) -> dict[str, Any]:
+    tracking = r.details.get("tracking") or {}
+    return {
+        "job_id": job.job_id,
+        "job_name": job.name,
+        "repository": r.repository,
+        "status": r.status.value,
+        "were_changes_necessary": r.were_changes_necessary,
+        "summary": r.summary,
+        "pr_url": r.pr_url,
+        "pr_number": r.pr_number,
+        "pr_state": r.pr_state,
+        "checks": tracking.get("checks"),
+        "review": tracking.get("review"),
+        "stop_reason": r.stop_reason,
+        "error": r.error,
+        **r.usage.to_dict(),
+        "started_at": r.started_at.isoformat() if r.started_at else None,
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+    }
+
+
+def results_csv(job: Job, results: Sequence[RepositoryResult]) -> str:
+    """One row per repository of a job."""
+    return _csv(RESULT_COLUMNS, [result_row(job, r) for r in results])
+
+
+def job_row(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "name": job.name,
+        "status": job.status.value,
+        "campaign": job.spec.get("campaign"),
+        "repositories": len(job.repositories),
+        "changed": sum(1 for r in results if r.were_changes_necessary),
+        "failed": sum(1 for r in results if r.status == RepositoryStatus.FAILED),
+        "total_tokens": job.usage.total_tokens,
+        "usd": job.usage.usd,
+        "created_at": job.created_at.isoformat(),
+        "updated_at": job.updated_at.isoformat(),
+    }
+
+
+def jobs_csv(store: Store, jobs: Sequence[Job]) -> str:
+    """One row per job with its counts."""
+    return _csv(JOB_COLUMNS, [job_row(j, store.list_results(j.job_id)) for j in jobs])
+
+
+def campaign_jobs(store: Store, campaign: str, limit: int = 1000) -> list[Job]:
+    """The runs of a campaign, oldest first."""
+    jobs = [j for j in store.list_jobs(limit=limit) if j.spec.get("campaign") == campaign]
+    return sorted(jobs, key=lambda j: j.created_at)
+
+
+def burndown(store: Store, campaign: str) -> list[dict[str, Any]]:
+    """Per campaign run: repositories still needing change, PRs open, PRs merged."""
+    points = []
+    for job in campaign_jobs(store, campaign):
+        results = store.list_results(job.job_id)
+        points.append(
+            {
+                "job_id": job.job_id,
+                "at": job.created_at.isoformat(),
+                "status": job.status.value,
+                "repositories": len(results),
+                "needing_change": sum(
+                    1
+                    for r in results
+                    if r.were_changes_necessary and r.pr_state not in ("merged", "closed")
+                ),
+                "prs_open": sum(1 for r in results if r.pr_state == "open"),
+                "prs_merged": sum(1 for r in results if r.pr_state == "merged"),
+                "done": sum(
+                    1
+                    for r in results
+                    if r.status == RepositoryStatus.SKIPPED or r.were_changes_necessary is False
+                ),
+            }
+        )
+    return points
