@@ -31,6 +31,7 @@ log = logging.getLogger("codybatch.github")
 
 RETRIES = 5  # per request: 5xx, 429 and rate-limited 403 answers
 TIMEOUT = 30  # seconds per HTTP request
+PER_PAGE = 100  # items per page of list calls
 T = TypeVar("T")
 
 
@@ -98,7 +99,7 @@ def client(settings: Settings) -> Github:
         auth=Auth.Token(settings.github_token),
         base_url=settings.github_api_url.rstrip("/"),
         timeout=TIMEOUT,
-        per_page=100,
+        per_page=PER_PAGE,
         retry=retry,
         seconds_between_requests=None,
         seconds_between_writes=None,  # PR-creating calls are spaced by pr_slot, across processes

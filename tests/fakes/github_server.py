@@ -387,6 +387,10 @@ class FakeGitHub:
             pulls = sorted(self.repo(full_name).pulls.values(), key=lambda p: p.number)
         return [p for p in pulls if state == "all" or p.state == state]
 
+    def pull_url(self, full_name: str, number: int) -> str:
+        """The html_url of a pull request."""
+        return f"{self.url}/{self.repo(full_name).full_name}/pull/{number}"
+
     def pull(self, full_name: str, number: int) -> FakePull:
         return self.repo(full_name).pulls[number]
 
