@@ -224,6 +224,35 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_repositories(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.github import GitHubError, list_repositories
+
+    try:
+        keys = list_repositories(settings)
+    except GitHubError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(keys, indent=2) if args.json else "\n".join(keys))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.publish import PublishError, publish_stored
+
+    repository = _repo_key(args.repository) if args.repository else None
+    try:
+        results = publish_stored(args.job_id, repository, settings, _store(settings))
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    failed = False
+    for r in results:
+        pr = r.details.get("pull_request") or {}
+        failed = failed or pr.get("action") == "failed"
+        print(f"{r.repository}: {pr.get('action', '-')}  {r.pr_url or ''}  {pr.get('reason', '')}")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codybatch", description="Apply one AI-driven code change across repositories."
@@ -271,6 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("purge", help="delete jobs and results past their expiry (30 days)")
     p.set_defaults(func=cmd_purge)
+
+    p = sub.add_parser("repositories", help="GitHub repositories the token can see and may use")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_repositories)
+
+    p = sub.add_parser("publish", help="open pull requests from a job's stored patches")
+    p.add_argument("job_id")
+    p.add_argument("repository", nargs="?", help="only this repository (default: all)")
+    p.set_defaults(func=cmd_publish)
     return parser
 
 
