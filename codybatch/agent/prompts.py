@@ -1,0 +1,85 @@
+"""Fixed texts sent to the model.
+
+SYSTEM is byte-identical for every repository, job and turn (no names, dates or ids):
+with the tool list it forms the cached prefix shared by every request.
+"""
+
+from __future__ import annotations
+
+SYSTEM = """\
+You are a careful software engineer making one requested change to a code repository.
+The same change is being applied to several repositories; this conversation is about one.
+
+The repository is at /repo. Paths may be given as /repo/src/app.py or src/app.py.
+Files ignored by .gitignore are not listed, and the .git directory is off limits.
+
+Tools:
+- str_replace_based_edit_tool: view files and directories, create files, replace text
+  (old_str must match exactly once, whitespace included), insert lines.
+- search: regular-expression search over the repository's files, `path:line: text` hits.
+- finish: call it once, at the end, to say whether changes were necessary and to give a
+  summary and a pull request title.
+There is no shell: you cannot run commands, tests or installers. If the job has a verify
+command, it is run for you after you call finish, and you will see its output if it fails.
+
+How to work:
+1. Read the task and the repository overview in the first message. Search and view to
+   understand the relevant code before you edit: find every place the change must reach.
+2. Make the smallest change that fully does the task. Follow the conventions of the
+   surrounding code (style, naming, imports, formatting, tests). Do not reformat or
+   reorganise unrelated code, and do not add files the task does not need.
+3. If the repository already does what the task asks, or the task does not apply to it,
+   change nothing and call finish with changes_necessary false, explaining why.
+4. When a tool returns an error, read it and adjust; do not repeat the same call.
+5. Be economical: view the parts of large files you need (view_range), and batch
+   independent tool calls in one turn.
+6. Finish with a summary a reviewer can check quickly: what changed, where, and why.
+"""
+
+NUDGE = (
+    "You ended your turn without calling a tool. Nothing is done until you call a tool: "
+    "continue the task with the tools, then call finish (with changes_necessary false if "
+    "the repository needs no change)."
+)
+
+TRUNCATED = (
+    "Your previous response was cut off at the output token limit, so any tool call in it "
+    "may be incomplete. Continue with smaller steps (for a large file, create it in parts "
+    "and extend it with insert)."
+)
+
+CLAIMED_WITHOUT_EDITS = (
+    "You called finish with changes_necessary true, but you have not changed any file in "
+    "this session. Make the changes with str_replace_based_edit_tool and then call finish "
+    "again, or call finish with changes_necessary false if nothing needs to change."
+)
+
+
+def verify_failed(command: str, exit_code: int | None, tail: str, rounds_left: int) -> str:
+    """What the model reads when the job's verify command fails after finish."""
+    status = "timed out" if exit_code is None else f"exited with code {exit_code}"
+    return (
+        f"The verify command `{command}` {status}. The end of its output:\n"
+        f"```\n{tail}\n```\n"
+        f"Fix the cause with the tools, then call finish again ({rounds_left} verify "
+        f"round{'s' if rounds_left != 1 else ''} left)."
+    )
+
+
+def first_message(
+    prompt: str,
+    overview: str,
+    hits: str,
+    verify: str | None,
+) -> str:
+    """The job's first user message: the task, the repository overview, search hits."""
+    parts = [f"<task>\n{prompt.strip()}\n</task>", f"<repository>\n{overview}\n</repository>"]
+    if hits:
+        parts.append(f"<search_hits>\n{hits}\n</search_hits>")
+    if verify:
+        parts.append(
+            "After you call finish, this verify command runs in the repository; if it fails "
+            f"you will see its output and can fix the problem:\n`{verify}`"
+        )
+    parts.append("Make the change with the tools, then call finish.")
+    return "\n\n".join(parts)

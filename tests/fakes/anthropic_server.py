@@ -1,0 +1,473 @@
+"""A fake Anthropic Messages API: a real HTTP server on 127.0.0.1 for the real SDK.
+
+Each test scripts the replies, one step per POST /v1/messages: a reply dict (see
+`reply`), an `ApiError` (sent with Anthropic's error body and headers), a `Delay`, or a
+callable that receives the recorded request and returns one of those. Every request
+is recorded (headers and parsed body). Usage is computed from the request the way the
+API bills it: tokens before a previously cached breakpoint are cache reads, tokens up
+to the last breakpoint cache writes, the rest plain input (about 4 bytes a token).
+Requests the real API would reject (tool_use without tool_result, more than four
+cache_control blocks, empty text blocks, a wrong key) get the real API's 400/401.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+FAKE_API_KEY = "sk-ant-api03-FAKE-test-key-never-leaks-0123456789"
+EDITOR = "str_replace_based_edit_tool"
+MAX_BREAKPOINTS = 4
+
+
+@dataclass
+class Recorded:
+    """One HTTP request the fake received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+    body: Any
+    at: float = field(default_factory=time.monotonic)
+    status: int = 0
+
+
+@dataclass
+class ApiError:
+    """A scripted error response in Anthropic's shape."""
+
+    status: int
+    type: str
+    message: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Delay:
+    """Wait before answering with `then` (to make the client time out)."""
+
+    seconds: float
+    then: Any
+
+
+Step = dict | ApiError | Delay | Callable[[Recorded], Any]
+
+
+# -- building scripted replies ---------------------------------------------------------
+
+_ids = itertools.count(1)
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value}
+
+
+def tool_use(name: str, tool_input: Any, id: str | None = None) -> dict[str, Any]:
+    return {
+        "type": "tool_use",
+        "id": id or f"toolu_fake_{next(_ids):05d}",
+        "name": name,
+        "input": tool_input,
+    }
+
+
+def view(path: str, view_range: list[int] | None = None) -> dict[str, Any]:
+    args: dict[str, Any] = {"command": "view", "path": path}
+    if view_range:
+        args["view_range"] = view_range
+    return tool_use(EDITOR, args)
+
+
+def create(path: str, file_text: str) -> dict[str, Any]:
+    return tool_use(EDITOR, {"command": "create", "path": path, "file_text": file_text})
+
+
+def str_replace(path: str, old: str, new: str) -> dict[str, Any]:
+    return tool_use(
+        EDITOR, {"command": "str_replace", "path": path, "old_str": old, "new_str": new}
+    )
+
+
+def insert(path: str, line: int, value: str) -> dict[str, Any]:
+    return tool_use(
+        EDITOR, {"command": "insert", "path": path, "insert_line": line, "insert_text": value}
+    )
+
+
+def search(pattern: str, **kwargs: Any) -> dict[str, Any]:
+    return tool_use("search", {"pattern": pattern, **kwargs})
+
+
+def finish(
+    changes_necessary: bool, summary: str = "Done.", pr_title: str | None = None
+) -> dict[str, Any]:
+    args: dict[str, Any] = {"changes_necessary": changes_necessary, "summary": summary}
+    if pr_title is not None:
+        args["pr_title"] = pr_title
+    return tool_use("finish", args)
+
+
+def reply(
+    *blocks: dict[str, Any] | str,
+    stop_reason: str | None = None,
+    usage: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """A scripted assistant message; stop_reason defaults to tool_use/end_turn."""
+    content = [text(b) if isinstance(b, str) else b for b in blocks]
+    if stop_reason is None:
+        uses = any(b["type"] == "tool_use" for b in content)
+        stop_reason = "tool_use" if uses else "end_turn"
+    step: dict[str, Any] = {"content": content, "stop_reason": stop_reason}
+    if usage is not None:
+        step["usage"] = usage
+    return step
+
+
+def error(
+    status: int,
+    type: str,
+    message: str,
+    *,
+    retry_after: str | None = None,
+    retry_after_ms: str | None = "5",
+    headers: dict[str, str] | None = None,
+) -> ApiError:
+    """An error reply; retries wait retry_after_ms (5 ms) unless told otherwise."""
+    extra = dict(headers or {})
+    if retry_after is not None:
+        extra["retry-after"] = retry_after
+    if retry_after_ms is not None:
+        extra["retry-after-ms"] = retry_after_ms
+    return ApiError(status, type, message, extra)
+
+
+def overloaded() -> ApiError:
+    return error(529, "overloaded_error", "Overloaded")
+
+
+def rate_limited(retry_after: str = "0.2") -> ApiError:
+    """A 429 that asks, in seconds, for a pause (no retry-after-ms)."""
+    return error(
+        429,
+        "rate_limit_error",
+        "Number of request tokens has exceeded your per-minute rate limit",
+        retry_after=retry_after,
+        retry_after_ms=None,
+    )
+
+
+def bad_request(message: str) -> ApiError:
+    return error(400, "invalid_request_error", message, retry_after_ms=None)
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+class FakeAnthropic:
+    """The fake API. `with FakeAnthropic() as api:` or start()/stop()."""
+
+    def __init__(
+        self,
+        script: Iterable[Step] = (),
+        *,
+        api_key: str = FAKE_API_KEY,
+        bytes_per_token: int = 4,
+        min_cache_tokens: int = 0,
+    ):
+        self.api_key = api_key
+        self.bytes_per_token = bytes_per_token
+        self.min_cache_tokens = min_cache_tokens
+        self.requests: list[Recorded] = []
+        self.exhausted = False
+        self._script: list[Step] = list(script)
+        self._lock = threading.Lock()
+        self._cache: set[str] = set()
+        self._counter = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    # scripting and inspection
+
+    def script(self, *steps: Step) -> None:
+        with self._lock:
+            self._script.extend(steps)
+
+    @property
+    def remaining(self) -> int:
+        return len(self._script)
+
+    @property
+    def message_requests(self) -> list[Recorded]:
+        """Every POST /v1/messages received, retries included."""
+        return [r for r in self.requests if r.path.startswith("/v1/messages")]
+
+    @property
+    def answered(self) -> list[Recorded]:
+        """The POST /v1/messages that got a 200."""
+        return [r for r in self.message_requests if r.status == 200]
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeAnthropic:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                fake._handle(self)
+
+            def do_GET(self) -> None:
+                fake._handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # handling
+
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("content-length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = None
+        record = Recorded(
+            handler.command,
+            handler.path,
+            {k.lower(): v for k, v in handler.headers.items()},
+            raw,
+            body,
+        )
+        with self._lock:
+            self.requests.append(record)
+            number = next(self._counter)
+        request_id = f"req_fake_{number:05d}"
+        status, payload, headers = self._respond(record, request_id)
+        record.status = status
+        data = json.dumps(payload).encode()
+        try:
+            handler.send_response(status)
+            handler.send_header("content-type", "application/json")
+            handler.send_header("content-length", str(len(data)))
+            handler.send_header("request-id", request_id)
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    def _respond(self, record: Recorded, request_id: str) -> tuple[int, Any, dict[str, str]]:
+        if record.method != "POST" or record.path.split("?")[0] != "/v1/messages":
+            return _error_payload(
+                ApiError(404, "not_found_error", f"{record.method} {record.path}: not found"),
+                request_id,
+            )
+        problem = self._check(record)
+        if problem is not None:
+            return _error_payload(problem, request_id)
+        with self._lock:
+            if self._script:
+                step: Any = self._script.pop(0)
+            else:
+                self.exhausted = True
+                step = ApiError(
+                    500,
+                    "api_error",
+                    "the fake model's script is exhausted",
+                    {"x-should-retry": "false"},
+                )
+        while True:
+            if isinstance(step, Delay):
+                time.sleep(step.seconds)
+                step = step.then
+            elif callable(step):
+                step = step(record)
+            else:
+                break
+        if isinstance(step, ApiError):
+            return _error_payload(step, request_id)
+        return 200, self._message(record.body, step, request_id), {}
+
+    def _check(self, record: Recorded) -> ApiError | None:
+        """What the real API would refuse."""
+        headers = record.headers
+        given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+        if given != self.api_key:
+            return ApiError(
+                401, "authentication_error", "invalid x-api-key", {"x-should-retry": "false"}
+            )
+        if "anthropic-version" not in headers:
+            return bad_request("anthropic-version: header is required")
+        body = record.body
+        if not isinstance(body, dict):
+            return bad_request("the request body is not valid JSON")
+        for name in ("model", "max_tokens", "messages"):
+            if name not in body:
+                return bad_request(f"{name}: Field required")
+        if not isinstance(body["max_tokens"], int) or body["max_tokens"] < 1:
+            return bad_request("max_tokens: must be a positive integer")
+        messages = body["messages"]
+        if not isinstance(messages, list) or not messages:
+            return bad_request("messages: at least one message is required")
+        if messages[0].get("role") != "user":
+            return bad_request('messages: first message must use the "user" role')
+        breakpoints = sum(1 for block in _blocks(body) if "cache_control" in block)
+        if breakpoints > MAX_BREAKPOINTS:
+            return bad_request(
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+                f"Found {breakpoints}."
+            )
+        names = [tool.get("name") for tool in body.get("tools") or []]
+        if len(names) != len(set(names)):
+            return bad_request("tools: Tool names must be unique.")
+        for i, message in enumerate(messages):
+            content = message.get("content")
+            blocks = [text(content)] if isinstance(content, str) else content or []
+            if not blocks:
+                return bad_request(f"messages.{i}: content must not be empty")
+            for block in blocks:
+                if block.get("type") == "text" and not block.get("text"):
+                    return bad_request(f"messages.{i}: text content blocks must be non-empty")
+            if message.get("role") != "assistant":
+                continue
+            wanted = [b["id"] for b in blocks if b.get("type") == "tool_use"]
+            if not wanted:
+                continue
+            following = messages[i + 1] if i + 1 < len(messages) else None
+            answers = (
+                []
+                if following is None
+                else [b for b in following.get("content") or [] if isinstance(b, dict)]
+            )
+            results = [b.get("tool_use_id") for b in answers if b.get("type") == "tool_result"]
+            missing = [w for w in wanted if w not in results]
+            if following is not None and missing:
+                return bad_request(
+                    f"messages.{i + 1}: `tool_use` ids were found without `tool_result` "
+                    f"blocks immediately after: {', '.join(missing)}. Each `tool_use` block "
+                    "must have a corresponding `tool_result` block in the next message."
+                )
+            extra = [r for r in results if r not in wanted]
+            if extra:
+                return bad_request(
+                    f"messages.{i + 1}.content: unexpected `tool_use_id` found in "
+                    f"`tool_result` blocks: {extra[0]}. Each `tool_result` block must have a "
+                    "corresponding `tool_use` block in the previous message."
+                )
+            kinds = [b.get("type") for b in answers]
+            first_other = next((k for k, kind in enumerate(kinds) if kind != "tool_result"), None)
+            if first_other is not None and "tool_result" in kinds[first_other:]:
+                return bad_request(
+                    f"messages.{i + 1}: tool_result blocks must come first in the content"
+                )
+        return None
+
+    def _message(
+        self, body: dict[str, Any], step: dict[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        content = copy.deepcopy(step.get("content", []))
+        for block in content:
+            if block.get("type") == "tool_use" and not block.get("id"):
+                block["id"] = f"toolu_fake_{next(_ids):05d}"
+        usage = self._usage(body)
+        usage["output_tokens"] = max(1, len(json.dumps(content)) // self.bytes_per_token)
+        usage.update(step.get("usage") or {})
+        return {
+            "id": f"msg_fake_{request_id.rsplit('_', 1)[-1]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": step.get("stop_reason", "end_turn"),
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+    def _usage(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Input, cache write and cache read tokens, as the API would bill this request."""
+        sizes, hashes, marks = [], [], []
+        digest = hashlib.sha256()
+        for index, block in enumerate(_blocks(body)):
+            clean = {k: v for k, v in block.items() if k != "cache_control"}
+            encoded = json.dumps(clean, sort_keys=True).encode()
+            digest.update(encoded)
+            sizes.append(len(encoded))
+            hashes.append(digest.copy().hexdigest())
+            if "cache_control" in block:
+                marks.append(index)
+        tokens = [max(1, s // self.bytes_per_token) for s in sizes]
+        total = sum(tokens)
+        last = marks[-1] if marks else -1
+        with self._lock:
+            # The API reads the longest cached prefix ending at or before a breakpoint.
+            hit = max((i for i in range(last + 1) if hashes[i] in self._cache), default=-1)
+            written = [m for m in marks if sum(tokens[: m + 1]) >= self.min_cache_tokens]
+            self._cache.update(hashes[m] for m in written)
+        read = sum(tokens[: hit + 1])
+        write = sum(tokens[hit + 1 : last + 1]) if written else 0
+        return {
+            "input_tokens": total - read - write,
+            "cache_creation_input_tokens": write,
+            "cache_read_input_tokens": read,
+            "cache_creation": {"ephemeral_5m_input_tokens": write, "ephemeral_1h_input_tokens": 0},
+            "service_tier": "standard",
+        }
+
+
+def _blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request as the cache sees it: tools, then system, then message blocks."""
+    out: list[dict[str, Any]] = list(body.get("tools") or [])
+    system = body.get("system")
+    if isinstance(system, str):
+        out.append(text(system))
+    elif system:
+        out.extend(system)
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            out.append({"role": message.get("role"), **text(content)})
+        else:
+            out.extend({"role": message.get("role"), **b} for b in content or [])
+    return out
+
+
+def _error_payload(err: ApiError, request_id: str) -> tuple[int, Any, dict[str, str]]:
+    body = {
+        "type": "error",
+        "error": {"type": err.type, "message": err.message},
+        "request_id": request_id,
+    }
+    return err.status, body, err.headers
