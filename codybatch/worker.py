@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -61,7 +62,9 @@ def run_worker(
 
     work = _Work(store, settings, result)
     try:
-        spec = JobSpec.parse(job.spec, settings)  # again: the allowlist may have changed
+        # The allowlist may have changed: check it again, for this repository only (another
+        # repository of the job that is no longer allowed must not fail this one).
+        spec = JobSpec.parse(job.spec, dataclasses.replace(settings, allowed_repositories=()))
         repo = spec.repository(repository)
         if not is_allowed(repo, settings.allowed_repositories):
             raise WorkerError(f"{repository} is not in the allowlist of this worker")
