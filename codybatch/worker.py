@@ -56,6 +56,8 @@ def run_worker(
     result.started_at = utcnow()
     result.finished_at = None
     result.error = None
+    result.were_changes_necessary = None  # this attempt's diff decides, not an earlier one's
+    result.has_patch = False
     store.save_result(result)
     if job.status == JobStatus.PENDING:
         store.update_job(job_id, status=JobStatus.RUNNING)
