@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from codybatch.records import Job, RepositoryResult
+from codybatch.records import Job, JobStatus, RepositoryResult
 from codybatch.settings import Settings
 
 
@@ -274,7 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("jobs", help="list jobs, newest first")
-    p.add_argument("--status", help="only jobs with this status (e.g. COMPLETED)")
+    p.add_argument(
+        "--status",
+        type=str.upper,
+        choices=[s.value for s in JobStatus],
+        help="only jobs with this status (e.g. COMPLETED)",
+    )
     p.add_argument("--limit", type=int, default=50)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true")
