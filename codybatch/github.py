@@ -231,10 +231,16 @@ def pr_slot(settings: Settings) -> Iterator[None]:
     """Serialise PR-creating calls per token across threads and processes, spaced apart.
 
     GitHub's secondary rate limits hit content creation in bursts; a lock file per
-    token (named by a hash, never the token) keeps the time of the last call.
+    token (named by a hash, never the token) under CODYBATCH_HOME, shared by the local
+    workers, keeps the time of the last call.
     """
     digest = hashlib.sha256(f"{settings.github_api_url}\0{settings.github_token}".encode())
-    path = Path(tempfile.gettempdir()) / f"codybatch-github-{digest.hexdigest()[:16]}.lock"
+    folder = Path(settings.home) / "locks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"codybatch-github-{digest.hexdigest()[:16]}.lock"
     with _slot_lock, open(path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

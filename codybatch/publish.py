@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import requests
 from github import GithubException
 from github.PullRequest import PullRequest
 
@@ -274,6 +275,10 @@ def _push(
         summary = (result.summary or "").strip()
         message = f"{title}\n\n{summary}" if summary and summary != title else title
         git.commit_all(checkout, redact_text(message, settings.secrets), author)
+    except git.GitError as exc:
+        reason = redact_text(str(exc), settings.secrets)
+        raise PublishError(f"preparing the push of {branch} failed: {reason}") from None
+    try:
         git.push(checkout, remote.clone_url, branch, token=token, force=True)
     except git.GitError as exc:
         reason = redact_text(str(exc), settings.secrets)
@@ -323,6 +328,9 @@ def _open(
                 return found, False
         reason = redact_text(describe(exc), settings.secrets)
         raise GitHubError(f"opening a pull request from {branch} into {base}: {reason}") from None
+    except requests.RequestException as exc:
+        reason = f"cannot reach GitHub ({type(exc).__name__})"
+        raise GitHubError(f"opening a pull request from {branch}: {reason}") from None
 
 
 def _update(pull: PullRequest, title: str, body: str, settings: Settings) -> bool:

@@ -44,7 +44,12 @@ def test_push_permission_and_protection(fake_github: FakeGitHub, tmp_path: Path)
 def test_pulls_filters_and_validation(fake_github: FakeGitHub, tmp_path: Path) -> None:
     fake_github.create_repo("acme/api")
     fake_github.commit_files("acme/api", {"x": "1\n"}, branch="feature")
-    gh = pygithub.Github(auth=pygithub.Auth.Token(fake_github.token), base_url=fake_github.api_url)
+    gh = pygithub.Github(
+        auth=pygithub.Auth.Token(fake_github.token),
+        base_url=fake_github.api_url,
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
     repo = gh.get_repo("acme/api")
     pull = repo.create_pull(title="t", body="b", head="feature", base="main", draft=True)
     with pytest.raises(pygithub.GithubException) as caught:

@@ -175,13 +175,10 @@ def test_pr_slot_serialises_callers(gh_settings: Settings) -> None:
 
 
 def test_pr_slot_lock_file_does_not_hold_the_token(gh_settings: Settings) -> None:
-    import tempfile
-    from pathlib import Path
-
     with pr_slot(gh_settings):
         pass
-    files = list(Path(tempfile.gettempdir()).glob("codybatch-github-*.lock"))
-    assert files
+    files = list((gh_settings.home / "locks").glob("codybatch-github-*.lock"))
+    assert len(files) == 1
     for path in files:
         assert gh_settings.github_token not in path.name + path.read_text()
 
