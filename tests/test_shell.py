@@ -1,0 +1,136 @@
+"""shell: commands with timeouts and bounded output, no secrets in their environment; redact."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from codybatch.redact import MASK, redact, redact_text
+from codybatch.shell import SECRET_VARIABLES, clean_environment, run_command, truncate
+
+
+def test_run_command_in_the_checkout_with_stdout_and_stderr(tmp_path: Path) -> None:
+    done = run_command("pwd; echo out; echo err >&2; exit 0", tmp_path, timeout=10)
+    assert done.ok and done.exit_code == 0 and not done.timed_out
+    assert done.output.splitlines() == [str(tmp_path), "out", "err"]
+    assert done.to_dict()["command"].startswith("pwd")
+
+
+def test_non_zero_exit_is_not_ok(tmp_path: Path) -> None:
+    done = run_command("echo failing; exit 3", tmp_path, timeout=10)
+    assert not done.ok and done.exit_code == 3
+    assert "failing" in done.output
+
+
+def test_stdin_is_closed(tmp_path: Path) -> None:
+    done = run_command("cat; echo done", tmp_path, timeout=10)
+    assert done.ok and done.output.strip() == "done"
+
+
+def test_timeout_kills_the_command_and_its_children(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    done = run_command(
+        f"sleep 60 & echo $! > {pidfile}; echo started; sleep 60", tmp_path, timeout=0.5
+    )
+    assert done.timed_out and not done.ok and done.exit_code is None
+    assert "started" in done.output and "[timed out after 0.5 s]" in done.output
+    child = int(pidfile.read_text())
+    for _ in range(100):
+        if not _alive(child):
+            break
+        time.sleep(0.05)
+    assert not _alive(child), "a step's background child outlived the timeout"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_output_is_bounded_keeping_head_and_tail(tmp_path: Path) -> None:
+    done = run_command(
+        "echo FIRST; yes middle | head -n 20000; echo LAST", tmp_path, timeout=10, output_limit=300
+    )
+    assert done.ok
+    assert done.output.startswith("FIRST")
+    assert done.output.rstrip().endswith("LAST")
+    assert "characters elided" in done.output
+    assert len(done.output) < 400
+
+
+def test_undecodable_output_is_replaced_not_fatal(tmp_path: Path) -> None:
+    done = run_command(r"printf '\377\376ok'", tmp_path, timeout=10)
+    assert done.ok and done.output.endswith("ok")
+
+
+def test_truncate() -> None:
+    assert truncate("short", 10) == "short"
+    text = "a" * 50 + "b" * 50
+    out = truncate(text, 30)
+    assert out.startswith("a" * 20) and out.endswith("b" * 10)
+    assert "[... 70 characters elided ...]" in out
+    assert "70 lines elided" in truncate(text, 30, what="lines")
+
+
+def test_steps_do_not_see_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SECRET_VARIABLES:
+        monkeypatch.setenv(name, f"value-of-{name}")
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "http.extraheader")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Authorization: Basic c2VjcmV0")
+    monkeypatch.setenv("CODYBATCH_SECRET_X", "hidden")
+    monkeypatch.setenv("HARMLESS", "visible")
+    done = run_command("env", tmp_path, timeout=10)
+    assert "HARMLESS=visible" in done.output
+    for name in (*SECRET_VARIABLES, "GIT_CONFIG_VALUE_0", "CODYBATCH_SECRET_X"):
+        assert name not in done.output
+    assert "value-of-" not in done.output and "c2VjcmV0" not in done.output
+    assert {"GITHUB_TOKEN", "ANTHROPIC_API_KEY"} <= SECRET_VARIABLES
+
+
+def test_clean_environment_adds_extra_and_leaves_os_environ(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
+    env = clean_environment({"EXTRA": "1"})
+    assert env["EXTRA"] == "1" and "GITHUB_TOKEN" not in env
+    assert os.environ["GITHUB_TOKEN"] == "ghp_x"
+
+
+# redact
+
+
+def test_redact_text_replaces_every_secret() -> None:
+    text = "token sk-ant-123456 and ghp_abcdef twice ghp_abcdef"
+    assert redact_text(text, ["sk-ant-123456", "ghp_abcdef"]) == (
+        f"token {MASK} and {MASK} twice {MASK}"
+    )
+
+
+def test_redact_ignores_empty_and_very_short_secrets() -> None:
+    assert redact_text("a b c", ["", "a"]) == "a b c"
+    assert redact({"x": "a"}, ["", "a"]) == {"x": "a"}
+
+
+def test_redact_walks_json_like_values() -> None:
+    value = {"messages": [{"content": 'key=sk-secret-1 "quoted"\n'}], "n": 3, "ok": True}
+    out = redact(value, ["sk-secret-1"])
+    assert out == {"messages": [{"content": f'key={MASK} "quoted"\n'}], "n": 3, "ok": True}
+    assert value["messages"][0]["content"].startswith("key=sk-secret-1")  # a copy
+
+
+def test_redact_a_secret_with_json_special_characters() -> None:
+    secret = 'pa"ss\\word'
+    assert redact({"v": f"x{secret}y"}, [secret]) == {"v": f"x{MASK}y"}
+
+
+def test_redact_a_non_ascii_secret_and_secrets_in_keys() -> None:
+    secret = "clé-secrète"
+    out = redact({secret: [f"a {secret} b", ("t", secret)]}, [secret])
+    assert out == {MASK: [f"a {MASK} b", ["t", MASK]]}
