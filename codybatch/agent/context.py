@@ -99,21 +99,25 @@ def overview(files: list[str], budget: int = LISTING_BUDGET) -> str:
     if not files:
         return head
     depth = max(name.count("/") for name in files)
-    for limit in [None, *range(depth - 1, -1, -1)]:
-        text = _render(files, limit)
+    attempts = [
+        (None, None),
+        *((limit, NAMES_PER_DIRECTORY) for limit in [None, *range(depth - 1, -1, -1)]),
+    ]
+    for limit, cap in attempts:
+        text = _render(files, limit, cap)
         if len(text) <= budget:
             break
     else:
         text = truncate(text, budget)
     if limit is not None:
         head += (
-            f" Directories below level {limit + 1} are folded into `dir/ (N files)`: "
+            f" Directories {limit + 1} or more levels deep are folded into `dir/ (N files)`: "
             "view a directory or search to look inside."
         )
     return f"{head}\n{text}"
 
 
-def _render(files: list[str], limit: int | None) -> str:
+def _render(files: list[str], limit: int | None, cap: int | None) -> str:
     listed: dict[str, list[str]] = defaultdict(list)
     folded: dict[str, int] = defaultdict(int)
     for name in files:
@@ -129,8 +133,8 @@ def _render(files: list[str], limit: int | None) -> str:
     lines = []
     for directory in sorted(listed):
         names = listed[directory]
-        if len(names) > NAMES_PER_DIRECTORY:
-            shown = NAMES_PER_DIRECTORY - 5
+        if cap is not None and len(names) > cap:
+            shown = cap - 5
             names = [*names[:shown], f"... {len(names) - shown} more"]
         lines.append(f"{directory or '.'}/: {' '.join(names)}")
     return "\n".join(lines)

@@ -196,7 +196,12 @@ def test_escapes_are_refused_and_nothing_outside_changes(
         create("/repo/link_out/new.txt", "escaped"),
         tool_use(
             "str_replace_based_edit_tool",
-            {"command": "str_replace", "path": "file_out", "old_str": "classified", "new_str": "public"},
+            {
+                "command": "str_replace",
+                "path": "file_out",
+                "old_str": "classified",
+                "new_str": "public",
+            },
         ),
         tool_use(
             "str_replace_based_edit_tool",

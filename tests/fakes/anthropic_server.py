@@ -447,6 +447,17 @@ class FakeAnthropic:
         }
 
 
+def cached_prefix_bytes(body: dict[str, Any]) -> tuple[int, int]:
+    """(bytes up to the last cache breakpoint, all bytes) of a request's tools/system/messages."""
+    sizes, last = [], -1
+    for index, block in enumerate(_blocks(body)):
+        clean = {k: v for k, v in block.items() if k != "cache_control"}
+        sizes.append(len(json.dumps(clean, sort_keys=True).encode()))
+        if "cache_control" in block:
+            last = index
+    return sum(sizes[: last + 1]), sum(sizes)
+
+
 def _blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
     """The request as the cache sees it: tools, then system, then message blocks."""
     out: list[dict[str, Any]] = list(body.get("tools") or [])
