@@ -71,6 +71,8 @@ def _publish_changes(
     settings: Settings,
 ) -> None:
     branch = branch_name(spec.name)
+    if result.were_changes_necessary is None:
+        raise PublishError("nothing to publish: the change of this repository was not recorded")
     if not remote.can_push:
         _record(result, branch, "patch_only", "no push access: patch only")
         return
@@ -92,7 +94,8 @@ def _publish_changes(
         elif by_person:
             _leave_alone(result, branch, existing, "no changes necessary")
         else:
-            _record(result, branch, "none", "no changes necessary: no pull request", existing)
+            reason = "no pull request" if existing is None else f"#{existing.number} stays closed"
+            _record(result, branch, "none", f"no changes necessary: {reason}", existing)
         return
     if by_person:
         _leave_alone(result, branch, existing, "nothing pushed")

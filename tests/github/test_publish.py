@@ -348,3 +348,16 @@ def test_token_never_in_git_config_logs_or_urls(
     assert pushes and all(r.user == fake_github.user.login for r in pushes)
     for pull in fake_github.pulls("acme/api"):
         assert token not in (pull.body or "") + pull.title
+
+
+def test_a_result_without_a_recorded_diff_is_not_published(
+    fake_github: FakeGitHub, gh_settings: Settings, repos: list[str], change: ChangeFn
+) -> None:
+    first = publish(change, gh_settings, "acme/api", {"app.py": NEW})
+    job, spec = make_job(gh_settings, ["acme/api"], job_id="job-0002")
+    checkout, remote, _ = change("acme/api", {})
+    result = result_for(job, "acme/api", b"")
+    result.were_changes_necessary = None
+    with pytest.raises(PublishError, match="not recorded"):
+        publish_changes(checkout, remote, job, spec, result, gh_settings)
+    assert fake_github.pull("acme/api", first.pr_number).state == "open"  # not closed by mistake
