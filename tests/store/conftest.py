@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared fakes
-
-from fakes import aws as fake_aws
-
 from codybatch.settings import Settings
 from codybatch.store import Store, open_store
 from codybatch.store.aws import AwsStore
+from tests.fakes import aws as fake_aws
 
 moto_endpoint = fake_aws.moto_endpoint
 aws_env = fake_aws.aws_env
