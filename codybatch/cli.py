@@ -35,7 +35,10 @@ def _load_spec_file(path: str) -> Any:
         return json.loads(text)
     import yaml
 
-    return yaml.safe_load(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
 
 
 def _yes_no(value: bool | None) -> str:
@@ -81,6 +84,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         spec = JobSpec.parse(_load_spec_file(args.spec), settings)
     except SpecError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # missing file, YAML or JSON syntax
+        print(f"cannot read the job spec {args.spec}: {exc}", file=sys.stderr)
         return 2
     store = _store(settings)
     job = register_job(spec, store, job_id=args.job_id)

@@ -197,8 +197,13 @@ class JobSpec:
         return data
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any], settings: Settings | None = None) -> JobSpec:
-        """Validate raw input (trigger conf, YAML, API body); raise SpecError with every error."""
+    def parse(
+        cls, data: Mapping[str, Any], settings: Settings | None = None, check_local: bool = True
+    ) -> JobSpec:
+        """Validate raw input (trigger conf, YAML, API body); raise SpecError with every error.
+
+        `check_local=False` skips checking that local repositories exist (a worker checks
+        only its own, by cloning it)."""
         settings = settings or Settings.from_env()
         if not isinstance(data, Mapping):
             raise SpecError([FieldError("spec", "must be an object of fields (name, prompt, ...)")])
@@ -234,7 +239,9 @@ class JobSpec:
             )
         create_prs = _bool(raw, "create_pull_requests", errors, default=False)
         draft = _bool(raw, "draft", errors, default=True)
-        repositories = _repositories(raw.get("repositories"), settings, errors, create_prs)
+        repositories = _repositories(
+            raw.get("repositories"), settings, errors, create_prs, check_local
+        )
         limits = {name: _limit(raw, name, errors) for name in LIMIT_FIELDS}
         if errors:
             raise SpecError(errors)
@@ -330,7 +337,7 @@ def _commands(value: Any, errors: list[FieldError]) -> list[str]:
 
 
 def _repositories(
-    value: Any, settings: Settings, errors: list[FieldError], create_prs: bool
+    value: Any, settings: Settings, errors: list[FieldError], create_prs: bool, check_local: bool
 ) -> list[str]:
     if isinstance(value, str):
         value = [line for line in re.split(r"[\n,]", value) if line.strip()]
@@ -376,7 +383,8 @@ def _repositories(
                 )
             )
         if repo.is_local:
-            if not (Path(repo.path) / ".git").exists() and not (Path(repo.path) / "HEAD").exists():
+            git_dir = (Path(repo.path) / ".git").exists() or (Path(repo.path) / "HEAD").exists()
+            if check_local and not git_dir:
                 errors.append(FieldError(label, f"{repo.path} is not a git repository"))
             if create_prs:
                 errors.append(

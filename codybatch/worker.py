@@ -57,8 +57,10 @@ def run_worker(
     result.finished_at = None
     result.error = None
     result.were_changes_necessary = None  # this attempt's diff decides, not an earlier one's
-    result.has_patch = False
+    had_patch, result.has_patch = result.has_patch, False
     store.save_result(result)
+    if had_patch:
+        store.put_patch(job_id, repository, b"")  # an earlier attempt's patch is not this one's
     if job.status == JobStatus.PENDING:
         store.update_job(job_id, status=JobStatus.RUNNING)
 
@@ -66,7 +68,9 @@ def run_worker(
     try:
         # The allowlist may have changed: check it again, for this repository only (another
         # repository of the job that is no longer allowed must not fail this one).
-        spec = JobSpec.parse(job.spec, dataclasses.replace(settings, allowed_repositories=()))
+        spec = JobSpec.parse(
+            job.spec, dataclasses.replace(settings, allowed_repositories=()), check_local=False
+        )
         repo = spec.repository(repository)
         if not is_allowed(repo, settings.allowed_repositories):
             raise WorkerError(f"{repository} is not in the allowlist of this worker")

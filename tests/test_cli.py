@@ -417,3 +417,15 @@ def test_the_installed_codybatch_command(home: Path, repos: list[Path], tmp_path
     assert proc.returncode == 2
     assert "repositories: has 6 repositories" in proc.stderr
     assert "duplicate" in proc.stderr
+
+
+@pytest.mark.parametrize("content", [None, "name: [unclosed\n"])
+def test_run_refuses_an_unreadable_spec_file_with_exit_2(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None
+) -> None:
+    path = tmp_path / "job.yaml"
+    if content is not None:
+        path.write_text(content)
+    code, out, err = run_cli(capsys, "run", str(path))
+    assert code == 2 and out == ""
+    assert f"cannot read the job spec {path}" in err

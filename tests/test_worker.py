@@ -374,3 +374,30 @@ def test_unknown_job_or_repository(
     job_id, _ = register(store, settings, [repos["a"]])
     with pytest.raises(WorkerError, match="is not a repository of job"):
         run_worker(job_id, str(repos["b"]), settings=settings, store=store)
+
+
+def test_another_repository_gone_missing_does_not_fail_this_one(
+    store: LocalStore, settings: Settings, repos: dict[str, Path]
+) -> None:
+    import shutil
+
+    job_id, keys = register(store, settings, [repos["a"], repos["b"]])
+    shutil.rmtree(repos["b"])
+    kept = run_worker(job_id, keys[0], settings=settings, store=store)
+    gone = run_worker(job_id, keys[1], settings=settings, store=store)
+    assert kept.status == RepositoryStatus.COMPLETED, kept.error
+    assert gone.status == RepositoryStatus.FAILED and "clone" in (gone.error or "")
+
+
+def test_a_retry_failing_before_the_clone_leaves_no_old_patch(
+    store: LocalStore, settings: Settings, repos: dict[str, Path]
+) -> None:
+    import shutil
+
+    job_id, keys = register(store, settings, [repos["a"]], steps=[f"{SED}; exit 1"])
+    first = run_worker(job_id, keys[0], settings=settings, store=store)
+    assert first.has_patch and store.get_patch(job_id, keys[0])
+    shutil.rmtree(repos["a"])
+    second = run_worker(job_id, keys[0], settings=settings, store=store)
+    assert second.status == RepositoryStatus.FAILED and not second.has_patch
+    assert store.get_patch(job_id, keys[0]) == b""
