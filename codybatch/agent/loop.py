@@ -18,7 +18,7 @@ import anthropic
 from codybatch.agent import prompts
 from codybatch.agent.client import make_client, request_model
 from codybatch.agent.context import build_first_message
-from codybatch.agent.pricing import price_for, usage_of
+from codybatch.agent.pricing import normalise_model, price_for, usage_of
 from codybatch.agent.tools import (
     EDITOR_TOOL,
     FINISH,
@@ -38,6 +38,8 @@ from codybatch.spec import JobSpec
 
 THREAD_FORMAT = "codybatch-thread/1"
 MAX_OUTPUT_TOKENS = 16_000  # per response; non-streaming calls allow up to ~21k
+# Models the SDK limits to 8,192 output tokens in a non-streaming call.
+SLOW_MODELS = frozenset({"claude-opus-4", "claude-opus-4-0", "claude-opus-4-1"})
 MIN_OUTPUT_TOKENS = 1_024  # a call that cannot afford this much output is not made
 EDITOR_SCHEMA_TOKENS = 700  # the text editor's built-in schema, billed but not sent
 VERIFY_FIX_ROUNDS = 3
@@ -123,7 +125,8 @@ class _Session:
         self.edits_at_verify = -1
         self.fix_rounds = 0
         self.verify_runs: list[dict[str, Any]] = []
-        self.next_max_tokens = MAX_OUTPUT_TOKENS
+        self.max_output = 8_192 if normalise_model(self.model) in SLOW_MODELS else MAX_OUTPUT_TOKENS
+        self.next_max_tokens = self.max_output
         self.cached_tokens = 0  # input tokens of the last request: a cached prefix next time
         self.notes: list[str] = []
         if not self.price.known:
@@ -140,15 +143,18 @@ class _Session:
         try:
             if self.client is None:
                 self.client = make_client(self.settings)
-            first = build_first_message(self.checkout, self.spec.prompt, self.spec.verify)
-            self.pending = [_text(first)]
-            self.loop()
-        except _Stop as raised:
-            stop = raised
         except ValueError as exc:  # configuration: no key, unknown provider
             stop = _Stop(ERROR, error=str(exc))
-        except Exception as exc:  # a bug must not lose the thread or the edits
-            stop = _Stop(ERROR, error=f"internal error in the agent: {type(exc).__name__}: {exc}")
+        else:
+            try:
+                first = build_first_message(self.checkout, self.spec.prompt, self.spec.verify)
+                self.pending = [_text(first)]
+                self.loop()
+            except _Stop as raised:
+                stop = raised
+            except Exception as exc:  # a bug must not lose the thread or the edits
+                error = f"internal error in the agent: {type(exc).__name__}: {exc}"
+                stop = _Stop(ERROR, error=error)
         if self.should_verify_at_end(stop):
             self.run_verify()
         outcome = self.outcome(stop)
@@ -165,7 +171,13 @@ class _Session:
                 raise _Stop(ERROR, error="Claude declined to continue (stop_reason: refusal)")
             if stop_reason == "model_context_window_exceeded":
                 raise _Stop(LIMIT_REACHED, limit="context_window")
+            cut = None
+            if stop_reason == "max_tokens" and response["content"][-1:] == uses[-1:] and uses:
+                # The output stopped inside this call: running it could write half a file.
+                cut, uses = uses[-1], uses[:-1]
             results = self.run_tools(uses)
+            if cut is not None:
+                results.append(_result(cut["id"], prompts.CUT_OFF_CALL, True))
             if stop_reason == "max_tokens":
                 results.append(_text(prompts.TRUNCATED))
             elif not uses:
@@ -224,14 +236,20 @@ class _Session:
         tokens_left = spec.max_tokens - self.usage.total_tokens - self.cached_tokens - new_tokens
         if tokens_left < MIN_OUTPUT_TOKENS:
             raise _Stop(LIMIT_REACHED, limit="max_tokens")
+        # The last request's input is read from the cache next time, if caching works.
+        caching = not self.turns or any(
+            self.turns[-1].get("usage", {}).get(k)
+            for k in ("cache_read_input_tokens", "cache_creation_input_tokens")
+        )
+        prefix_price = self.price.cache_read if caching else self.price.input
         input_usd = (
-            self.cached_tokens * self.price.cache_read + new_tokens * self.price.cache_write
+            self.cached_tokens * prefix_price + new_tokens * self.price.cache_write
         ) / 1_000_000
         usd_left = spec.max_usd - self.usage.usd - input_usd
         affordable = int(usd_left * 1_000_000 / self.price.output)
         if affordable < MIN_OUTPUT_TOKENS:
             raise _Stop(LIMIT_REACHED, limit="max_usd")
-        self.next_max_tokens = min(MAX_OUTPUT_TOKENS, tokens_left, affordable)
+        self.next_max_tokens = min(self.max_output, tokens_left, affordable)
 
     def estimate_new_tokens(self) -> int:
         """Tokens the next request adds to the cached prefix (about 3 characters a token)."""

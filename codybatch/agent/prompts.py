@@ -48,6 +48,11 @@ TRUNCATED = (
     "and extend it with insert)."
 )
 
+CUT_OFF_CALL = (
+    "Error: not run: your response was cut off at the output token limit inside this call, "
+    "so its input may be incomplete. Send it again, smaller."
+)
+
 CLAIMED_WITHOUT_EDITS = (
     "You called finish with changes_necessary true, but you have not changed any file in "
     "this session. Make the changes with str_replace_based_edit_tool and then call finish "

@@ -170,7 +170,7 @@ class Workspace:
             raise ToolError(f"there is no tool named {name!r}: use {EDITOR}, {SEARCH} or {FINISH}")
         except ToolError as exc:
             return ToolResult(f"Error: {exc}", is_error=True)
-        except (OSError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # a tool failure is the model's to read, never the loop's
             return ToolResult(f"Error: {type(exc).__name__}: {exc}", is_error=True)
 
     def edit(self, tool_input: dict[str, Any]) -> ToolResult:

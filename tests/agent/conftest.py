@@ -13,30 +13,13 @@ import pytest
 from codybatch.agent import AgentOutcome, run_agent
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec
-from tests.fakes.anthropic_server import FakeAnthropic
-
-# Variables that would change which credentials or endpoint the SDK uses.
-_SDK_ENV = (
-    "ANTHROPIC_AUTH_TOKEN",
-    "CLAUDE_API_KEY",
-    "ANTHROPIC_PROFILE",
-    "ANTHROPIC_CUSTOM_HEADERS",
-    "ANTHROPIC_BEDROCK_BASE_URL",
-    "AWS_BEARER_TOKEN_BEDROCK",
-    "CODYBATCH_MODEL",
-    "CODYBATCH_CLAUDE_PROVIDER",
-)
+from tests.fakes.anthropic_server import FakeAnthropic, fake_anthropic  # noqa: F401 (fixture)
 
 
 @pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
+def api(request: pytest.FixtureRequest) -> FakeAnthropic:
     """The fake Messages API, with ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY pointing at it."""
-    for name in _SDK_ENV:
-        monkeypatch.delenv(name, raising=False)
-    with FakeAnthropic() as fake:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", fake.api_key)
-        yield fake
+    return request.getfixturevalue("fake_anthropic")
 
 
 @dataclass

@@ -472,10 +472,16 @@ def test_verify_runs_on_the_final_state_after_a_limit(
 def test_output_cut_off_at_max_tokens(api: FakeAnthropic, agent, checkout: Path) -> None:
     api.script(
         reply("Let me write the whole", stop_reason="max_tokens"),
+        # Cut off inside the create: its file_text may be half a file, so it is not run.
+        reply(view("src/app.py"), create("src/half.py", "def half(:"), stop_reason="max_tokens"),
         reply(finish(False, "ok")),
     )
     run = agent(checkout)
     assert "cut off" in last_user_text(api.answered[1])
+    viewed, refused = tool_results(api.answered[2])
+    assert not viewed.get("is_error") and "def old_function" in viewed["content"]
+    assert refused["is_error"] is True and "not run" in refused["content"]
+    assert not (checkout / "src/half.py").exists()
     assert run.outcome.stop_reason == "finished"
 
 
@@ -530,3 +536,14 @@ def test_unknown_model_is_priced_conservatively(api: FakeAnthropic, agent, check
     assert run.outcome.usage.usd == 15.0
     assert "no price known" in run.thread["notes"][0]
     assert run.thread["price_per_million"]["known"] is False
+
+
+@pytest.mark.parametrize(
+    ("model", "cap"), [("claude-opus-4-1-20250805", 8_192), ("claude-sonnet-4-5", 16_000)]
+)
+def test_output_cap_per_call(
+    api: FakeAnthropic, agent, checkout: Path, model: str, cap: int
+) -> None:
+    api.script(reply(finish(False, "x")))
+    agent(checkout, model=model, max_usd=50.0)
+    assert api.answered[0].body["max_tokens"] == cap

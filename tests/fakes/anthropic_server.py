@@ -18,10 +18,12 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 FAKE_API_KEY = "sk-ant-api03-FAKE-test-key-never-leaks-0123456789"
 EDITOR = "str_replace_based_edit_tool"
@@ -167,6 +169,33 @@ def rate_limited(retry_after: str = "0.2") -> ApiError:
 
 def bad_request(message: str) -> ApiError:
     return error(400, "invalid_request_error", message, retry_after_ms=None)
+
+
+# Variables that would change which credentials or endpoint the SDK uses.
+_SDK_ENV = (
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_API_KEY",
+    "ANTHROPIC_PROFILE",
+    "ANTHROPIC_CUSTOM_HEADERS",
+    "ANTHROPIC_BEDROCK_BASE_URL",
+    "AWS_BEARER_TOKEN_BEDROCK",
+    "CODYBATCH_MODEL",
+    "CODYBATCH_CLAUDE_PROVIDER",
+)
+
+
+@pytest.fixture
+def fake_anthropic(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
+    """A running fake with ANTHROPIC_BASE_URL / ANTHROPIC_API_KEY pointing at it.
+
+    Use it from any test folder: `from tests.fakes.anthropic_server import fake_anthropic`.
+    """
+    for name in _SDK_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with FakeAnthropic() as fake:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", fake.api_key)
+        yield fake
 
 
 # -- the server ------------------------------------------------------------------------
