@@ -1,0 +1,290 @@
+"""What the pages and the API do, in one place: read jobs, create, cancel, publish."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from codybatch.airflow.ui.runs import RunError, fail_run, new_run_id, trigger_run
+from codybatch.records import (
+    FINISHED_JOB_STATUSES,
+    Job,
+    JobStatus,
+    RepositoryResult,
+    RepositoryStatus,
+    job_id_for_run,
+)
+from codybatch.redact import redact, redact_text
+from codybatch.settings import Settings
+from codybatch.spec import JobSpec, parse_repository
+from codybatch.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+JOB_DAG_ID = "codybatch_job"
+PAGE_SIZE = 25
+MAX_PAGE_SIZE = 200
+
+
+class ActionError(Exception):
+    """A request that cannot be done; `status` is the HTTP answer, `errors` field errors."""
+
+    def __init__(self, message: str, status: int = 400, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@lru_cache(maxsize=8)
+def _store_for(config: Settings) -> Store:
+    return open_store(config)
+
+
+def store(config: Settings | None = None) -> Store:
+    """The store the plugin reads (the same one the workers write)."""
+    return _store_for(config or settings())
+
+
+@dataclass
+class JobPage:
+    jobs: list[Job]
+    counts: dict[str, dict[str, int]]
+    limit: int
+    offset: int
+    has_more: bool
+    status: JobStatus | None = None
+
+
+def parse_status(raw: str | None) -> JobStatus | None:
+    """A job status from a query string; '' or 'ALL' means no filter."""
+    if not raw or raw.upper() == "ALL":
+        return None
+    try:
+        return JobStatus(raw.upper())
+    except ValueError:
+        choices = ", ".join(s.value for s in JobStatus)
+        raise ActionError(
+            f"status {raw!r} is not known: use one of {choices}",
+            400,
+            [{"field": "status", "message": f"must be one of {choices}"}],
+        ) from None
+
+
+def result_counts(results: list[RepositoryResult]) -> dict[str, int]:
+    """How many repositories changed, failed, are finished, of all."""
+    return {
+        "total": len(results),
+        "finished": sum(r.finished for r in results),
+        "changed": sum(bool(r.were_changes_necessary) for r in results),
+        "failed": sum(r.status == RepositoryStatus.FAILED for r in results),
+        "pull_requests": sum(bool(r.pr_url) for r in results),
+    }
+
+
+def list_jobs(
+    the_store: Store, status: JobStatus | None, limit: int = PAGE_SIZE, offset: int = 0
+) -> JobPage:
+    """One page of jobs, newest first, with the counts of their results."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    offset = max(0, offset)
+    jobs = the_store.list_jobs(status=status, limit=limit + 1, offset=offset)
+    has_more = len(jobs) > limit
+    jobs = jobs[:limit]
+    counts = {j.job_id: result_counts(the_store.list_results(j.job_id)) for j in jobs}
+    return JobPage(jobs, counts, limit, offset, has_more, status)
+
+
+def get_job(the_store: Store, job_id: str) -> Job:
+    job = the_store.get_job(job_id)
+    if job is None:
+        raise ActionError(f"job {job_id} not found", 404)
+    return job
+
+
+def resolve_repository(job: Job, raw: str) -> str:
+    """The stored key of one of the job's repositories, from a key, owner/name or path."""
+    raw = raw.strip()
+    if raw in job.repositories:
+        return raw
+    candidates = [raw, "/" + raw.lstrip("/")]
+    for candidate in candidates:
+        try:
+            key = parse_repository(candidate).key
+        except ValueError:
+            continue
+        if key in job.repositories:
+            return key
+    lowered = {r.lower(): r for r in job.repositories}
+    if raw.lower() in lowered:
+        return lowered[raw.lower()]
+    raise ActionError(f"{raw} is not a repository of job {job.job_id}", 404)
+
+
+def is_repository_of(job: Job, raw: str) -> bool:
+    try:
+        resolve_repository(job, raw)
+    except ActionError:
+        return False
+    return True
+
+
+def get_result(the_store: Store, job: Job, raw: str) -> RepositoryResult:
+    key = resolve_repository(job, raw)
+    result = the_store.get_result(job.job_id, key)
+    if result is None:
+        raise ActionError(f"{key} of job {job.job_id} has no result yet", 404)
+    return result
+
+
+def safe(value: Any, config: Settings) -> Any:
+    """A JSON-like value with every configured secret masked (defence in depth)."""
+    return redact(value, config.secrets)
+
+
+def safe_text(text: str, config: Settings) -> str:
+    return redact_text(text, config.secrets)
+
+
+def job_dict(job: Job, results: list[RepositoryResult] | None, config: Settings) -> dict:
+    data = job.to_dict()
+    if results is not None:
+        data["counts"] = result_counts(results)
+        data["results"] = [result_dict(r) for r in results]
+    data["finished"] = job.status in FINISHED_JOB_STATUSES
+    return safe(data, config)
+
+
+def result_dict(result: RepositoryResult) -> dict:
+    data = result.to_dict()
+    data["finished"] = result.finished
+    return data
+
+
+@dataclass
+class Created:
+    job: Job
+    run_id: str
+    dag_paused: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def create_job(data: Any, user_name: str, config: Settings, the_store: Store) -> Created:
+    """Validate a job, trigger its DAG run and register it; SpecError on bad input."""
+    from codybatch.jobs import register_job
+
+    spec = JobSpec.parse(data, config)
+    run_id = new_run_id()
+    conf = {k: v for k, v in spec.to_dict().items() if v is not None}
+    try:
+        paused = trigger_run(JOB_DAG_ID, run_id, conf, user_name)
+    except RunError as exc:
+        raise ActionError(str(exc), exc.status) from None
+    # The DAG's register task writes the same record (same id): whichever comes first wins.
+    job = register_job(
+        spec, the_store, job_id=job_id_for_run(JOB_DAG_ID, run_id), dag_id=JOB_DAG_ID, run_id=run_id
+    )
+    warnings = []
+    if paused:
+        warnings.append(f"the {JOB_DAG_ID} DAG is paused: the run waits until someone unpauses it")
+    return Created(job, run_id, paused, warnings)
+
+
+def cancel(job_id: str, the_store: Store) -> Job:
+    """Fail the job's DAG run (its tasks stop) and mark the job and open repositories CANCELLED."""
+    from codybatch.jobs import cancel_job
+
+    job = get_job(the_store, job_id)
+    if job.status in FINISHED_JOB_STATUSES:
+        raise ActionError(
+            f"job {job_id} already finished ({job.status.value}): there is nothing to cancel",
+            409,
+        )
+    if job.dag_id and job.run_id:
+        try:
+            fail_run(job.dag_id, job.run_id)
+        except RunError as exc:
+            raise ActionError(str(exc), exc.status) from None
+    return cancel_job(the_store, job_id)
+
+
+def can_publish(job: Job, result: RepositoryResult) -> bool:
+    """A finished result with a patch but no pull request, on a GitHub repository."""
+    if result.status != RepositoryStatus.COMPLETED or not result.has_patch or result.pr_url:
+        return False
+    try:
+        return not parse_repository(result.repository).is_local
+    except ValueError:
+        return False
+
+
+def publish(job: Job, raw: str, config: Settings, the_store: Store) -> list[RepositoryResult]:
+    """Open the pull request of a patch-only result (codybatch.publish)."""
+    result = get_result(the_store, job, raw)
+    if not can_publish(job, result):
+        raise ActionError(
+            f"{result.repository} has nothing to publish: it needs a completed result with a "
+            "patch, on a GitHub repository, and no pull request yet",
+            409,
+        )
+    try:
+        from codybatch.publish import PublishError, publish_stored
+    except ImportError:
+        raise ActionError("publishing is not available in this version", 501) from None
+    try:
+        return publish_stored(job.job_id, result.repository, config, the_store)
+    except PublishError as exc:
+        raise ActionError(safe_text(str(exc), config), 409) from None
+    except Exception as exc:
+        log.exception("publishing %s of %s failed", result.repository, job.job_id)
+        raise ActionError(
+            f"could not open the pull request: {safe_text(str(exc), config)}", 502
+        ) from None
+
+
+def repositories(config: Settings, the_store: Store) -> dict[str, Any]:
+    """Repositories a new job may use: GitHub's (with a token) or the allowlist's literals,
+    plus local repositories of recent jobs that the allowlist allows."""
+    from codybatch.spec import is_allowed
+
+    found: set[str] = set()
+    source = "allowlist"
+    error = None
+    if config.github_token:
+        try:
+            from codybatch.github import list_repositories
+
+            found.update(list_repositories(config))
+            source = "github"
+        except Exception as exc:
+            error = safe_text(f"could not list GitHub repositories: {exc}", config)
+            log.warning("%s", error)
+    for pattern in config.allowed_repositories:
+        if any(ch in pattern for ch in "*?["):
+            continue
+        try:
+            found.add(parse_repository(pattern).key)
+        except ValueError:
+            continue
+    for job in the_store.list_jobs(limit=50):
+        for key in job.repositories:
+            try:
+                repo = parse_repository(key)
+            except ValueError:
+                continue
+            if (
+                repo.is_local
+                and is_allowed(repo, config.allowed_repositories)
+                and Path(repo.path).exists()
+            ):
+                found.add(repo.key)
+    out: dict[str, Any] = {"repositories": sorted(found), "source": source}
+    if error:
+        out["error"] = error
+    return out

@@ -1,0 +1,196 @@
+"""The JSON API under /codybatch/api/v1 (the seed design's REST API)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from codybatch.airflow.ui import actions
+from codybatch.airflow.ui.actions import ActionError
+from codybatch.airflow.ui.auth import ApiUser, check_csrf, require_run_permission
+from codybatch.spec import SpecError
+
+router = APIRouter(tags=["Cody Batch"])
+
+NOT_FOUND = {404: {"description": "No such job or repository"}}
+CHANGE = {
+    401: {"description": "Not authenticated"},
+    403: {"description": "Not allowed to trigger the DAG (or missing X-CSRF-Token)"},
+}
+EXAMPLE = {
+    "name": "Replace oldFunction",
+    "prompt": "Replace every call of oldFunction with newFunction(x, {strict: true}).",
+    "repositories": ["acme/billing-service", "acme/web-frontend"],
+    "create_pull_requests": False,
+}
+
+
+@router.get("/health", summary="The plugin is up and its store answers")
+def health(user: ApiUser) -> dict[str, Any]:
+    config = actions.settings()
+    actions.store(config).list_jobs(limit=1)
+    return {"status": "ok", "store": config.store, "dag_id": actions.JOB_DAG_ID}
+
+
+@router.get("/repositories", summary="Repositories a new job may use")
+def repositories(user: ApiUser) -> dict[str, Any]:
+    config = actions.settings()
+    return actions.repositories(config, actions.store(config))
+
+
+@router.get("/jobs", summary="Jobs, newest first", responses={400: {"description": "Bad filter"}})
+def list_jobs(
+    user: ApiUser,
+    status: Annotated[str | None, Query(description="PENDING, RUNNING, COMPLETED, ...")] = None,
+    limit: Annotated[int, Query(ge=1, le=actions.MAX_PAGE_SIZE)] = actions.PAGE_SIZE,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    config = actions.settings()
+    page = actions.list_jobs(actions.store(config), actions.parse_status(status), limit, offset)
+    return {
+        "jobs": [
+            {**actions.job_dict(j, None, config), "counts": page.counts[j.job_id]}
+            for j in page.jobs
+        ],
+        "limit": page.limit,
+        "offset": page.offset,
+        "next_offset": page.offset + page.limit if page.has_more else None,
+    }
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    summary="Validate a job and trigger its codybatch_job run",
+    responses={400: {"description": "Invalid job: every field error"}, **CHANGE},
+)
+def create_job(
+    request: Request,
+    user: ApiUser,
+    body: Annotated[Any, Body(openapi_examples={"job": {"value": EXAMPLE}})],
+) -> dict[str, Any]:
+    check_csrf(request, user)
+    require_run_permission(user, actions.JOB_DAG_ID, "POST")
+    config = actions.settings()
+    try:
+        created = actions.create_job(body, user.get_name(), config, actions.store(config))
+    except SpecError as exc:
+        raise ActionError("invalid job", 400, exc.as_dict()) from None
+    root = request.scope.get("root_path", "").rstrip("/")
+    return {
+        "job_id": created.job.job_id,
+        "dag_id": actions.JOB_DAG_ID,
+        "run_id": created.run_id,
+        "status": created.job.status.value,
+        "url": f"{root}/jobs/{created.job.job_id}",
+        "warnings": created.warnings,
+    }
+
+
+@router.get("/jobs/{job_id}", summary="A job and its repository results", responses=NOT_FOUND)
+def get_job(job_id: str, user: ApiUser) -> dict[str, Any]:
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    return actions.job_dict(job, store.list_results(job_id), config)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a job: its DAG run is marked failed, open repositories CANCELLED",
+    responses={**NOT_FOUND, 409: {"description": "The job already finished"}, **CHANGE},
+)
+def cancel_job(job_id: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    check_csrf(request, user)
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "PUT")
+    job = actions.cancel(job_id, store)
+    return actions.job_dict(job, store.list_results(job_id), config)
+
+
+@router.get(
+    "/jobs/{job_id}/repositories/{repository:path}/diff",
+    summary="The patch of one repository (git diff)",
+    response_class=Response,
+    responses={200: {"content": {"text/x-diff": {}}}, **NOT_FOUND},
+)
+def get_diff(job_id: str, repository: str, user: ApiUser) -> Response:
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    if not actions.is_repository_of(job, repository) and actions.is_repository_of(
+        job, f"{repository}/diff"
+    ):
+        return JSONResponse(_result(store, job, f"{repository}/diff"))
+    key = actions.resolve_repository(job, repository)
+    patch = store.get_patch(job_id, key)
+    if patch is None:
+        raise ActionError(f"{key} of job {job_id} has no patch (yet)", 404)
+    text = actions.safe_text(patch.decode("utf-8", "surrogateescape"), config)
+    return Response(
+        text.encode("utf-8", "surrogateescape"),
+        media_type="text/x-diff",
+        headers={"Content-Disposition": f'inline; filename="{patch_filename(job_id, key)}"'},
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/repositories/{repository:path}/claude-thread",
+    summary="The Claude message thread of one repository",
+    responses=NOT_FOUND,
+)
+def get_thread(job_id: str, repository: str, user: ApiUser) -> Any:
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    name = f"{repository}/claude-thread"
+    if not actions.is_repository_of(job, repository) and actions.is_repository_of(job, name):
+        return _result(store, job, name)
+    key = actions.resolve_repository(job, repository)
+    thread = store.get_thread(job_id, key)
+    if thread is None:
+        raise ActionError(f"{key} of job {job_id} has no Claude thread", 404)
+    return actions.safe(thread, config)
+
+
+@router.post(
+    "/jobs/{job_id}/repositories/{repository:path}/publish",
+    summary="Open the pull request of a patch-only result",
+    responses={**NOT_FOUND, 409: {"description": "Nothing to publish"}, **CHANGE},
+)
+def publish(job_id: str, repository: str, request: Request, user: ApiUser) -> dict[str, Any]:
+    check_csrf(request, user)
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "POST")
+    results = actions.publish(job, repository, config, store)
+    return {"results": [actions.safe(actions.result_dict(r), config) for r in results]}
+
+
+@router.get(
+    "/jobs/{job_id}/repositories/{repository:path}",
+    summary="The result of one repository (owner/name URL-encoded, or its key)",
+    responses=NOT_FOUND,
+)
+def get_result(job_id: str, repository: str, user: ApiUser) -> dict[str, Any]:
+    config = actions.settings()
+    store = actions.store(config)
+    return _result(store, actions.get_job(store, job_id), repository)
+
+
+def _result(store, job, repository: str) -> dict[str, Any]:
+    result = actions.get_result(store, job, repository)
+    return actions.safe(actions.result_dict(result), actions.settings())
+
+
+def patch_filename(job_id: str, repository: str) -> str:
+    """A safe file name for a downloaded patch."""
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", repository).strip("-")[-80:]
+    return f"{job_id}-{slug}.patch"

@@ -1,0 +1,94 @@
+"""The Cody Batch FastAPI app that the Airflow plugin mounts at /codybatch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from codybatch.airflow.ui.actions import ActionError
+from codybatch.airflow.ui.auth import ApiUser, LoginRequired, PageUser, login_url
+
+HERE = Path(__file__).resolve().parent
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """
+Jobs of Cody Batch: one change applied to up to five repositories, each job a run of the
+`codybatch_job` DAG. Authenticate as for Airflow's own API: `Authorization: Bearer <token>`
+from `POST /auth/token` (or the Airflow UI's session cookie plus an `X-CSRF-Token` header
+for changes). Creating, cancelling and publishing need permission to trigger the DAG.
+"""
+
+
+def _is_api(request: Request) -> bool:
+    return f"{API_PREFIX}/" in request.url.path or request.url.path.endswith("/openapi.json")
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    out = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        out.append({"field": ".".join(loc) or "body", "message": str(error.get("msg", ""))})
+    return out
+
+
+def create_app() -> FastAPI:
+    """The app: JSON API under /api/v1, pages at the root, OpenAPI at /openapi.json."""
+    from codybatch.airflow.ui import api, pages
+
+    app = FastAPI(
+        title="Cody Batch",
+        version="1",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.include_router(api.router, prefix=API_PREFIX)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(user: ApiUser) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request, user: PageUser) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="Cody Batch API")
+
+    @app.exception_handler(LoginRequired)
+    async def to_login(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(login_url(request), status_code=303)
+
+    @app.exception_handler(ActionError)
+    async def action_error(request: Request, exc: ActionError) -> Response:
+        if _is_api(request):
+            body: dict = {"detail": str(exc)}
+            if exc.errors:
+                body["errors"] = exc.errors
+            return JSONResponse(body, status_code=exc.status)
+        return pages.error_page(request, exc.status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = _field_errors(exc)
+        if _is_api(request):
+            return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=400)
+        message = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return pages.error_page(request, 400, f"invalid request: {message}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if _is_api(request) or exc.status_code == 401:
+            return JSONResponse(
+                {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
+        return pages.error_page(request, exc.status_code, str(exc.detail))
+
+    return app

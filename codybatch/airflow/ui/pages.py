@@ -1,0 +1,309 @@
+"""Server-rendered pages: jobs, job detail, diff, thread, new job, the run's Results tab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+
+from codybatch.airflow.ui import actions, diffview, threadview
+from codybatch.airflow.ui.actions import ActionError
+from codybatch.airflow.ui.auth import (
+    CSRF_FIELD,
+    PageUser,
+    can_run,
+    check_csrf,
+    csrf_token,
+    require_run_permission,
+)
+from codybatch.records import FINISHED_JOB_STATUSES, Job, JobStatus, job_id_for_run
+from codybatch.spec import SpecError
+
+router = APIRouter(include_in_schema=False)
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=True,  # everything from repositories, threads and users is escaped
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_env.globals["line_html"] = diffview.line_html
+_env.globals["job_statuses"] = [s.value for s in JobStatus]
+_env.filters["q"] = lambda value: quote(str(value), safe="")
+_env.filters["web_url"] = lambda url: url if str(url).startswith(("https://", "http://")) else "#"
+
+
+def _tokens(value: int) -> str:
+    return f"{value:,}"
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+
+
+_env.filters["tokens"] = _tokens
+_env.filters["usd"] = _usd
+_env.filters["when"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+
+
+def render(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    html = _env.get_template(template).render(root=root, csrf_field=CSRF_FIELD, **context)
+    return HTMLResponse(html, status_code=http_status)
+
+
+def error_page(request: Request, status: int, message: str) -> HTMLResponse:
+    return render(request, "error.html", http_status=status, status_code=status, message=message)
+
+
+def _common(user: Any, request: Request) -> dict[str, Any]:
+    return {"user_name": user.get_name(), "csrf": csrf_token(user)}
+
+
+@router.get("/", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    user: PageUser,
+    status: str | None = None,
+    page: int = Query(1, ge=1),
+) -> HTMLResponse:
+    config = actions.settings()
+    wanted = actions.parse_status(status)
+    limit = actions.PAGE_SIZE
+    result = actions.list_jobs(actions.store(config), wanted, limit, (page - 1) * limit)
+    status_value = wanted.value if wanted else ""
+
+    def page_url(number: int) -> str:
+        query = {k: v for k, v in (("status", status_value), ("page", number)) if v}
+        return "?" + urlencode(query) if query else "?"
+
+    return render(
+        request,
+        "jobs.html",
+        jobs=result.jobs,
+        counts=result.counts,
+        status=status_value,
+        page=page,
+        newer_url=page_url(page - 1) if page > 1 else None,
+        older_url=page_url(page + 1) if result.has_more else None,
+        can_create=can_run(user, actions.JOB_DAG_ID, "POST"),
+        **_common(user, request),
+    )
+
+
+def _job_context(user: Any, job: Job) -> dict[str, Any]:
+    config = actions.settings()
+    results = actions.store(config).list_results(job.job_id)
+    finished = job.status in FINISHED_JOB_STATUSES
+    may_change = can_run(user, job.dag_id or actions.JOB_DAG_ID, "PUT")
+    return {
+        "job": job,
+        "spec": actions.safe(job.spec, config),
+        "results": results,
+        "counts": actions.result_counts(results),
+        "finished": finished,
+        "can_cancel": not finished and may_change,
+        "publishable": {
+            r.repository for r in results if may_change and actions.can_publish(job, r)
+        },
+    }
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page(request: Request, user: PageUser) -> HTMLResponse:
+    require_run_permission(user, actions.JOB_DAG_ID, "POST")
+    return _new_form(request, user, {}, [])
+
+
+def _new_form(
+    request: Request, user: Any, values: dict[str, Any], errors: list[dict], status: int = 200
+) -> HTMLResponse:
+    config = actions.settings()
+    listed = actions.repositories(config, actions.store(config))
+    by_field: dict[str, list[str]] = {}
+    for error in errors:
+        by_field.setdefault(error["field"].split("[")[0], []).append(error["message"])
+    return render(
+        request,
+        "new.html",
+        http_status=status,
+        values=values,
+        errors=errors,
+        by_field=by_field,
+        listed=listed,
+        **_common(user, request),
+    )
+
+
+def _form_spec(form: Any) -> dict[str, Any]:
+    """The form's fields as JobSpec input; empty optional fields are left out."""
+    repos = list(form.getlist("repositories"))
+    repos += [line.strip() for line in str(form.get("more_repositories", "")).splitlines()]
+    data: dict[str, Any] = {
+        "name": str(form.get("name", "")),
+        "description": str(form.get("description", "")),
+        "prompt": str(form.get("prompt", "")),
+        "repositories": [r for r in repos if r],
+        "create_pull_requests": form.get("create_pull_requests") == "on",
+        "steps": [s for s in str(form.get("steps", "")).splitlines() if s.strip()],
+        "verify": str(form.get("verify", "")).strip(),
+        "base_branch": str(form.get("base_branch", "")).strip(),
+        "model": str(form.get("model", "")).strip(),
+    }
+    for name, kind in (("max_turns", int), ("max_usd", float)):
+        raw = str(form.get(name, "")).strip()
+        if raw:
+            try:
+                data[name] = kind(raw)
+            except ValueError:
+                data[name] = raw  # JobSpec reports it with the field name
+    return {k: v for k, v in data.items() if v not in ("", [], None)}
+
+
+@router.post("/jobs/new", response_class=HTMLResponse)
+async def create_job_page(request: Request, user: PageUser) -> Response:
+    form = await request.form()
+    check_csrf(request, user, dict(form))
+    require_run_permission(user, actions.JOB_DAG_ID, "POST")
+    data = _form_spec(form)
+    values = {k: form.get(k, "") for k in form if k != CSRF_FIELD}
+    values["repositories"] = list(form.getlist("repositories"))
+    config = actions.settings()
+    try:
+        created = actions.create_job(data, user.get_name(), config, actions.store(config))
+    except SpecError as exc:
+        return _new_form(request, user, values, exc.as_dict(), status=400)
+    except ActionError as exc:
+        return _new_form(request, user, values, [{"field": "job", "message": str(exc)}], 400)
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/jobs/{created.job.job_id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job_id: str, request: Request, user: PageUser) -> HTMLResponse:
+    job = actions.get_job(actions.store(), job_id)
+    return render(request, "job.html", **_job_context(user, job), **_common(user, request))
+
+
+@router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
+def job_fragment(job_id: str, request: Request, user: PageUser) -> HTMLResponse:
+    """The job's changing part, polled by the page while the job runs."""
+    job = actions.get_job(actions.store(), job_id)
+    return render(request, "_job_body.html", **_job_context(user, job), **_common(user, request))
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_page(job_id: str, request: Request, user: PageUser) -> Response:
+    check_csrf(request, user, dict(await request.form()))
+    store = actions.store()
+    job = actions.get_job(store, job_id)
+    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "PUT")
+    actions.cancel(job_id, store)
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/publish/{repository:path}")
+async def publish_page(job_id: str, repository: str, request: Request, user: PageUser) -> Response:
+    check_csrf(request, user, dict(await request.form()))
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "POST")
+    actions.publish(job, repository, config, store)
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}/diff/{repository:path}", response_class=HTMLResponse)
+def diff_page(job_id: str, repository: str, request: Request, user: PageUser) -> HTMLResponse:
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    result = actions.get_result(store, job, repository)
+    patch = store.get_patch(job_id, result.repository)
+    files = (
+        diffview.render_patch(actions.safe_text(patch.decode("utf-8", "replace"), config))
+        if patch
+        else []
+    )
+    return render(
+        request,
+        "diff.html",
+        job=job,
+        result=result,
+        files=files,
+        has_patch=patch is not None,
+        pygments=Markup(f"<style>{diffview.stylesheet()}</style>"),
+        **_common(user, request),
+    )
+
+
+@router.get("/jobs/{job_id}/patch/{repository:path}")
+def patch_download(job_id: str, repository: str, user: PageUser) -> Response:
+    from codybatch.airflow.ui.api import patch_filename
+
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    key = actions.resolve_repository(job, repository)
+    patch = store.get_patch(job_id, key)
+    if patch is None:
+        raise ActionError(f"{key} of job {job_id} has no patch (yet)", 404)
+    text = actions.safe_text(patch.decode("utf-8", "surrogateescape"), config)
+    return Response(
+        text.encode("utf-8", "surrogateescape"),
+        media_type="text/x-diff",
+        headers={"Content-Disposition": f'attachment; filename="{patch_filename(job_id, key)}"'},
+    )
+
+
+@router.get("/jobs/{job_id}/thread/{repository:path}", response_class=HTMLResponse)
+def thread_page(job_id: str, repository: str, request: Request, user: PageUser) -> HTMLResponse:
+    config = actions.settings()
+    store = actions.store(config)
+    job = actions.get_job(store, job_id)
+    result = actions.get_result(store, job, repository)
+    raw = store.get_thread(job_id, result.repository)
+    thread = actions.safe(raw, config) if raw is not None else None
+    view = threadview.build_thread(thread)
+    raw_json = ""
+    if thread is not None and not view.turns:
+        raw_json = threadview._json(thread)  # unknown shape: show it as it is
+    return render(
+        request,
+        "thread.html",
+        job=job,
+        result=result,
+        thread=view,
+        has_thread=thread is not None,
+        raw_json=raw_json,
+        **_common(user, request),
+    )
+
+
+@router.get("/runs/{dag_id}/{run_id:path}", response_class=HTMLResponse)
+def run_page(dag_id: str, run_id: str, request: Request, user: PageUser) -> Response:
+    """The Results tab of a DAG run: its job, or why there is none (yet)."""
+    job_id = job_id_for_run(dag_id, run_id)
+    job = actions.store().get_job(job_id)
+    if job is not None:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
+    from codybatch.airflow.ui.runs import run_state
+
+    state = run_state(dag_id, run_id)
+    return render(
+        request,
+        "run.html",
+        dag_id=dag_id,
+        run_id=run_id,
+        state=state,
+        waiting=state in ("queued", "running"),
+        **_common(user, request),
+    )
