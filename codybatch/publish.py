@@ -76,13 +76,8 @@ def _publish_changes(
     if not remote.can_push:
         _record(result, branch, "patch_only", "no push access: patch only")
         return
-    repo = client(settings).get_repo(remote.full_name, lazy=True)
+    repo, existing = _existing_pull(remote, branch, settings)
     owner = remote.full_name.split("/")[0]
-    existing = github_call(
-        settings,
-        f"finding the pull request of {branch} in {remote.full_name}",
-        lambda: find_pull(repo, owner, branch),
-    )
     by_person = existing is not None and existing.state != "open" and not _closed_by_us(existing)
 
     if not result.were_changes_necessary:
@@ -238,6 +233,32 @@ def _record(
         info.update(number=pull.number, url=pull.html_url, state=result.pr_state)
     result.details["pull_request"] = info
     log.info("%s: pull request %s (%s)", result.repository, action, reason)
+
+
+def _existing_pull(
+    remote: RemoteRepository, branch: str, settings: Settings
+) -> tuple[Any, PullRequest | None]:
+    repo = client(settings).get_repo(remote.full_name, lazy=True)
+    owner = remote.full_name.split("/")[0]
+    existing = github_call(
+        settings,
+        f"finding the pull request of {branch} in {remote.full_name}",
+        lambda: find_pull(repo, owner, branch),
+    )
+    return repo, existing
+
+
+def done_by_a_person(
+    remote: RemoteRepository, spec: JobSpec, result: RepositoryResult, settings: Settings
+) -> bool:
+    """True (and recorded in result) when a person merged or closed the job's PR: a campaign
+    counts the repository as done and does not touch it again."""
+    branch = branch_name(spec.name)
+    _, existing = _existing_pull(remote, branch, settings)
+    if existing is None or existing.state == "open" or _closed_by_us(existing):
+        return False
+    _leave_alone(result, branch, existing, "the campaign is done for this repository")
+    return True
 
 
 def _leave_alone(result: RepositoryResult, branch: str, pull: PullRequest, why: str) -> None:

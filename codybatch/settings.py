@@ -46,9 +46,11 @@ class Settings:
     aws_region: str = "us-east-1"
     batch_job_queue: str = "codybatch-queue"
     batch_job_definition: str = "codybatch-worker"
+    batch_deferrable: bool = True  # BatchOperator waits in the triggerer (needs aiobotocore)
     step_timeout: int = 600
     pool: str = "codybatch"
     campaigns_dir: str = ""
+    tracking_schedule: str = "@hourly"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -90,7 +92,10 @@ class Settings:
             batch_job_definition=_first(
                 env, "CODYBATCH_BATCH_JOB_DEFINITION", default="codybatch-worker"
             ),
+            batch_deferrable=_first(env, "CODYBATCH_BATCH_DEFERRABLE", default="true").lower()
+            not in ("0", "false", "no", "off"),
             step_timeout=int(_first(env, "CODYBATCH_STEP_TIMEOUT", default="600")),
             pool=_first(env, "CODYBATCH_POOL", default="codybatch"),
             campaigns_dir=_first(env, "CODYBATCH_CAMPAIGNS_DIR"),
+            tracking_schedule=_first(env, "CODYBATCH_TRACKING_SCHEDULE", default="@hourly"),
         )

@@ -110,6 +110,12 @@ class _Work:
             remote = resolve_repository(repo, self.settings)
             if remote.archived:
                 raise WorkerError(f"{remote.full_name} is archived: nothing can be changed")
+            if spec.campaign and spec.create_pull_requests and remote.can_push:
+                from codybatch.publish import done_by_a_person
+
+                if done_by_a_person(remote, spec, self.result, self.settings):
+                    self.result.status = RepositoryStatus.SKIPPED
+                    return
             url, branch = remote.clone_url, spec.base_branch or remote.default_branch
             token = self.settings.github_token or None
         log.info("cloning %s", repo.key)

@@ -131,6 +131,7 @@ class FakePull:
     created_at: str = field(default_factory=_iso)
     updated_at: str = field(default_factory=_iso)
     comments: list[dict[str, Any]] = field(default_factory=list)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -146,6 +147,8 @@ class FakeRepo:
     admin: bool = False
     visible: bool = True
     pulls: dict[int, FakePull] = field(default_factory=dict)
+    statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -184,6 +187,10 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("PATCH", _REPO + r"/pulls/(?P<number>\d+)", "_update_pull"),
         ("GET", _REPO + r"/issues/(?P<number>\d+)/comments", "_list_comments"),
         ("POST", _REPO + r"/issues/(?P<number>\d+)/comments", "_create_comment"),
+        ("GET", _REPO + r"/pulls/(?P<number>\d+)/reviews", "_list_reviews"),
+        ("GET", _REPO + r"/commits/(?P<ref>[^/]+)", "_get_commit"),
+        ("GET", _REPO + r"/commits/(?P<ref>[^/]+)/status", "_get_combined_status"),
+        ("GET", _REPO + r"/commits/(?P<ref>[^/]+)/check-runs", "_list_check_runs"),
     ]
 ]
 
@@ -418,6 +425,30 @@ class FakeGitHub:
             pull = self.repo(full_name).pulls[number]
             pull.state = "closed"
             pull.closed_at = pull.updated_at = _iso()
+
+    def add_review(self, full_name: str, number: int, login: str, state: str) -> None:
+        """A review by a person: APPROVED, CHANGES_REQUESTED or COMMENTED."""
+        with self.lock:
+            pull = self.repo(full_name).pulls[number]
+            pull.reviews.append(
+                {"id": next(self._ids), "user": login, "state": state, "submitted_at": _iso()}
+            )
+
+    def set_commit_status(self, full_name: str, sha: str, context: str, state: str) -> None:
+        """A commit status (success, failure, pending, error) as CI would post it."""
+        with self.lock:
+            statuses = self.repo(full_name).statuses.setdefault(sha, [])
+            statuses[:] = [s for s in statuses if s["context"] != context]
+            statuses.append({"id": next(self._ids), "context": context, "state": state})
+
+    def add_check_run(
+        self, full_name: str, sha: str, name: str, status: str, conclusion: str | None
+    ) -> None:
+        """A check run (status queued/in_progress/completed, conclusion success/failure...)."""
+        with self.lock:
+            self.repo(full_name).check_runs.setdefault(sha, []).append(
+                {"id": next(self._ids), "name": name, "status": status, "conclusion": conclusion}
+            )
 
     def archive(self, full_name: str, archived: bool = True) -> None:
         self.repo(full_name).archived = archived
@@ -852,6 +883,68 @@ class FakeGitHub:
         }
         pull.comments.append(comment)
         return 201, self._comment_json(repo, pull.number, comment), {}
+
+    def _list_reviews(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, number: str
+    ) -> tuple[int, Any, dict]:
+        repo, pull = self._existing_pull(owner, name, number)
+        items = [
+            {
+                "id": r["id"],
+                "user": self._user_json(r["user"]),
+                "state": r["state"],
+                "body": "",
+                "submitted_at": r["submitted_at"],
+                "commit_id": pull.head_sha,
+            }
+            for r in pull.reviews
+        ]
+        route = f"/repos/{repo.full_name}/pulls/{number}/reviews"
+        page, headers = self._paginate(items, query, route)
+        return 200, page, headers
+
+    def _resolve_sha(self, repo: FakeRepo, ref: str) -> str:
+        sha = self.branch_sha(repo.full_name, ref) or ref
+        if not re.fullmatch(r"[0-9a-f]{40}", sha):
+            raise _HttpError(422, f"No commit found for SHA: {ref}")
+        return sha
+
+    def _get_commit(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, ref: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        sha = self._resolve_sha(repo, ref)
+        url = f"{self.api_url}/repos/{repo.full_name}/commits/{sha}"
+        return 200, {"sha": sha, "url": url, "commit": {"message": ""}, "files": []}, {}
+
+    def _get_combined_status(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, ref: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        sha = self._resolve_sha(repo, ref)
+        statuses = repo.statuses.get(sha, [])
+        states = {s["state"] for s in statuses}
+        if not statuses or "pending" in states:
+            state = "pending"
+        elif states & {"failure", "error"}:
+            state = "failure"
+        else:
+            state = "success"
+        payload = {
+            "state": state,
+            "sha": sha,
+            "total_count": len(statuses),
+            "statuses": [{**s, "url": "", "description": ""} for s in statuses],
+            "url": f"{self.api_url}/repos/{repo.full_name}/commits/{sha}/status",
+        }
+        return 200, payload, {}
+
+    def _list_check_runs(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, ref: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        runs = repo.check_runs.get(self._resolve_sha(repo, ref), [])
+        return 200, {"total_count": len(runs), "check_runs": runs}, {}
 
     # -- git smart HTTP --------------------------------------------------------------------
 
