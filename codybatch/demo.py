@@ -25,8 +25,7 @@ EXAMPLES = {
         "README.md": "# billing-service\n",
     },
     "web-frontend": {
-        "app.js": "const { oldFunction } = require('./util');\nconsole.log(oldFunction(42));\n",
-        "util.js": "module.exports = { oldFunction: (x) => x, newFunction: (x, o) => x };\n",
+        "app.js": "const { oldFunction } = require('legacy-lib');\nconsole.log(oldFunction(42));\n",
     },
     "docs-site": {
         "index.js": "export const title = 'Docs';\n",
