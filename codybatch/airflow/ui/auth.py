@@ -88,7 +88,8 @@ def csrf_token(user: BaseUser) -> str:
     """A per-user token that a form must echo: another site cannot know it."""
     from airflow.api_fastapi.auth.tokens import get_signing_key
 
-    key = get_signing_key("api_auth", "jwt_secret").encode()
+    # The api-server's own signing key: the same in every api-server worker.
+    key = get_signing_key("api", "secret_key").encode()
     return hmac.new(key, f"codybatch-csrf:{user.get_id()}".encode(), hashlib.sha256).hexdigest()
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from codybatch.airflow.ui.runs import run_state
 from codybatch.records import JobStatus, RepositoryStatus, job_id_for_run
-from tests.airflow.ui.conftest import PATCH, THREAD, csrf_of, seed_job
+from tests.airflow.ui.seed import PATCH, THREAD, csrf_of, seed_job
 from tests.helpers import make_repo
 
 pytestmark = pytest.mark.airflow
