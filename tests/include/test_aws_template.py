@@ -14,6 +14,7 @@ from cfnlint.api import lint_all
 from codybatch.records import Job, RepositoryStatus
 from codybatch.settings import Settings
 from codybatch.store.aws import INLINE_PATCH_LIMIT, AwsStore, table_definitions
+from tests.fakes.aws import FAKE_SECRETS, deploy_stack
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "include" / "aws" / "codybatch.yaml"
 
@@ -152,39 +153,8 @@ def test_outputs_name_the_settings_airflow_needs(
     assert f"{variable}=" in template["Outputs"]["AirflowEnvironment"]["Value"]["Fn::Sub"]
 
 
-def deploy(stack_name: str) -> dict[str, str]:
-    """Create the stack in moto, with a network and two secrets for it; return its outputs."""
-    ec2 = boto3.client("ec2")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(GroupName=stack_name, Description="workers", VpcId=vpc)
-    secrets = boto3.client("secretsmanager")
-    anthropic = secrets.create_secret(Name=f"{stack_name}/anthropic", SecretString="sk-test")
-    github = secrets.create_secret(Name=f"{stack_name}/github", SecretString="ghp-test")
-    parameters = {
-        "NamePrefix": stack_name,
-        "WorkerImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/codybatch-worker:1",
-        "SubnetIds": subnet,
-        "SecurityGroupIds": group["GroupId"],
-        "AnthropicApiKeySecretArn": anthropic["ARN"],
-        "GitHubTokenSecretArn": github["ARN"],
-        "AllowedRepositories": "github.com/acme/*",
-    }
-    cloudformation = boto3.client("cloudformation")
-    cloudformation.validate_template(TemplateBody=TEMPLATE.read_text())
-    cloudformation.create_stack(
-        StackName=stack_name,
-        TemplateBody=TEMPLATE.read_text(),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=["CAPABILITY_IAM"],
-    )
-    cloudformation.get_waiter("stack_create_complete").wait(StackName=stack_name)
-    (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
-    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-
-
 def test_the_stack_deploys_into_moto_and_the_store_runs_on_it(aws_env: dict[str, str]) -> None:
-    outputs = deploy("cbstack")
+    outputs = deploy_stack("cbstack", TEMPLATE, AllowedRepositories="github.com/acme/*")
 
     assert outputs["JobQueueName"] == "cbstack-queue"
     assert outputs["JobDefinitionName"] == "cbstack-worker"
@@ -202,7 +172,7 @@ def test_the_stack_deploys_into_moto_and_the_store_runs_on_it(aws_env: dict[str,
     )["jobDefinitions"]
     container = definitions[-1]["containerProperties"]
     assert {s["name"] for s in container["secrets"]} == {"ANTHROPIC_API_KEY", "GITHUB_TOKEN"}
-    assert "sk-test" not in str(definitions) and "ghp-test" not in str(definitions)
+    assert not [s for s in FAKE_SECRETS if s in str(definitions)]
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env["CODYBATCH_JOBS_TABLE"] == settings.jobs_table
     assert env["CODYBATCH_BUCKET"] == settings.bucket
