@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -111,10 +112,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if job.status.value == "COMPLETED" else 1
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from codybatch.worker import run_worker
 
     repository = _repo_key(args.repository)
+    # Stopped from outside (a cancelled run, a terminated Batch job): unwind cleanly, so the
+    # checkout is removed and the steps' process groups are killed.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         result = run_worker(args.job_id, repository, settings=settings, force=args.force)
     except Exception as exc:

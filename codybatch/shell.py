@@ -83,6 +83,11 @@ def run_command(
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         timed_out = True
+    except BaseException:
+        # The worker is being stopped (cancel, SIGTERM): the step's own group goes too.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     text = out.decode("utf-8", "replace")
     if timed_out:
         text += f"\n[timed out after {timeout:g} s]"
