@@ -118,6 +118,19 @@ class Job:
     def repositories(self) -> list[str]:
         return list(self.spec.get("repositories", []))
 
+    def pending_results(self) -> list[RepositoryResult]:
+        """A PENDING result per repository, as a store writes them with the job."""
+        return [
+            RepositoryResult(
+                job_id=self.job_id,
+                repository=repository,
+                created_at=self.created_at,
+                updated_at=self.created_at,
+                expires_at=self.expires_at,
+            )
+            for repository in self.repositories
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return _encode(self)
 

@@ -75,14 +75,7 @@ class AwsStore(Store):
                 }
             }
         ]
-        for position, repository in enumerate(job.repositories):
-            result = RepositoryResult(
-                job_id=job.job_id,
-                repository=repository,
-                created_at=job.created_at,
-                updated_at=job.created_at,
-                expires_at=job.expires_at,
-            )
+        for position, result in enumerate(job.pending_results()):
             item = _result_item(result) | {"position": position}
             items.append({"Put": {"TableName": self.repositories_table, "Item": _serialize(item)}})
         try:

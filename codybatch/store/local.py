@@ -94,19 +94,12 @@ class LocalStore(Store):
                     json.dumps(job.to_dict()),
                 ),
             )
-            for position, repository in enumerate(job.repositories):
-                result = RepositoryResult(
-                    job_id=job.job_id,
-                    repository=repository,
-                    created_at=job.created_at,
-                    updated_at=job.created_at,
-                    expires_at=job.expires_at,
-                )
+            for position, result in enumerate(job.pending_results()):
                 db.execute(
                     "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?)",
                     (
                         job.job_id,
-                        repository,
+                        result.repository,
                         position,
                         result.status.value,
                         0,
