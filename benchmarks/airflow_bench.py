@@ -178,7 +178,10 @@ def tail(path: Path, lines: int = 30) -> str:
 
 def airflow_env(work: Path, repos_root: Path, port: int) -> dict[str, str]:
     home = work / "home"
+    # Scheduler tuning the Makefile (as for `make up`) may export applies here too.
+    tuning = {k: v for k, v in os.environ.items() if k.startswith("AIRFLOW__SCHEDULER__")}
     return clean_env(
+        **tuning,
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(work / "dags"),
         AIRFLOW__CORE__PLUGINS_FOLDER=str(work / "plugins"),
@@ -295,6 +298,9 @@ def run(bench_dir: Path = BENCH_DIR, repeat: int = 5) -> list[Figure]:
         with standalone(work, repos[0].parent) as instance:
             ready(instance, list(dags))
             note(f"standalone up and DAGs parsed in {time.perf_counter() - started:.0f} s")
+            tuning = [k for k in os.environ if k.startswith("AIRFLOW__SCHEDULER__")]
+            if tuning:
+                note(f"scheduler settings from the environment: {', '.join(sorted(tuning))}")
             for rep in range(repeat + 1):  # the first round warms up
                 for dag_id, dag_conf in dags.items():
                     result = instance.run_dag(dag_id, dag_conf)
