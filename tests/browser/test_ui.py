@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -10,7 +11,7 @@ import pytest
 
 from codybatch.records import JobStatus
 from codybatch.store.local import LocalStore
-from tests.airflow.ui.seed import XSS, seed_job
+from tests.airflow.ui.seed import XSS, seed_campaign_run, seed_job
 from tests.helpers import make_repo
 
 pytestmark = pytest.mark.browser
@@ -93,6 +94,35 @@ def test_job_diff_and_thread_inside_the_ui(page, airflow_server, seeded, dialogs
     expect(result.locator("pre")).to_contain_text(XSS)
     shot(page, "thread")
     assert dialogs == []  # no <script> from the seeded data ran
+
+
+def test_campaigns_and_a_burndown_inside_the_ui(page, airflow_server, seeded, dialogs, shot):
+    from playwright.sync_api import expect
+
+    store = LocalStore(airflow_server.codybatch_home)
+    day = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    billing, web = "github.com/acme/billing", "github.com/acme/web"
+    for week, outcomes in enumerate(
+        [{billing: "open", web: "patch"}, {billing: "merged", web: "open"}, {web: "merged"}]
+    ):
+        seed_campaign_run(store, "legacy_lib_upgrade", day + timedelta(days=7 * week), outcomes)
+
+    page.goto(airflow_server.url + "/plugin/cody-batch")
+    frame = _frame(page, "Cody Batch")
+    frame.get_by_role("navigation").get_by_role("link", name="Campaigns").click()
+    expect(frame.get_by_role("heading", name="Campaigns")).to_be_visible()
+    expect(frame.get_by_text("codybatch_campaign__legacy_lib_upgrade")).to_be_visible()
+    shot(page, "campaigns")
+
+    frame.get_by_role("link", name="legacy_lib_upgrade").first.click()
+    expect(frame.get_by_role("heading", name="Burndown")).to_be_visible()
+    expect(frame.locator("svg.burndown polyline")).to_have_count(3)
+    shot(page, "campaign")
+
+    frame.locator("table.list a").first.click()  # the newest run
+    expect(frame.get_by_text("left alone: merged by a person").first).to_be_visible()
+    shot(page, "campaign-run")
+    assert dialogs == []
 
 
 def test_results_tab_of_a_run_follows_the_job_live(

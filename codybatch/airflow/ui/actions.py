@@ -60,6 +60,7 @@ class JobPage:
     offset: int
     has_more: bool
     status: JobStatus | None = None
+    results: dict[str, list[RepositoryResult]] = field(default_factory=dict)
 
 
 def parse_status(raw: str | None) -> JobStatus | None:
@@ -78,13 +79,16 @@ def parse_status(raw: str | None) -> JobStatus | None:
 
 
 def result_counts(results: list[RepositoryResult]) -> dict[str, int]:
-    """How many repositories changed, failed, are finished, of all."""
+    """How many repositories changed, failed, are finished, of all; PRs by state."""
     return {
         "total": len(results),
         "finished": sum(r.finished for r in results),
         "changed": sum(bool(r.were_changes_necessary) for r in results),
         "failed": sum(r.status == RepositoryStatus.FAILED for r in results),
         "pull_requests": sum(bool(r.pr_url) for r in results),
+        "prs_open": sum(r.pr_state == "open" for r in results),
+        "prs_merged": sum(r.pr_state == "merged" for r in results),
+        "prs_closed": sum(r.pr_state == "closed" for r in results),
     }
 
 
@@ -97,8 +101,9 @@ def list_jobs(
     jobs = the_store.list_jobs(status=status, limit=limit + 1, offset=offset)
     has_more = len(jobs) > limit
     jobs = jobs[:limit]
-    counts = {j.job_id: result_counts(the_store.list_results(j.job_id)) for j in jobs}
-    return JobPage(jobs, counts, limit, offset, has_more, status)
+    results = {j.job_id: the_store.list_results(j.job_id) for j in jobs}
+    counts = {job_id: result_counts(found) for job_id, found in results.items()}
+    return JobPage(jobs, counts, limit, offset, has_more, status, results)
 
 
 def get_job(the_store: Store, job_id: str) -> Job:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import re
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from codybatch.airflow.ui import actions
+from codybatch import reports
+from codybatch.airflow.ui import actions, campaignview
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import ApiUser, check_csrf, require_run_permission
 from codybatch.spec import SpecError
@@ -19,6 +21,10 @@ CHANGE = {
     401: {"description": "Not authenticated"},
     403: {"description": "Not allowed to trigger the DAG (or missing X-CSRF-Token)"},
 }
+CSV = {200: {"content": {"application/json": {}, "text/csv": {}}}}
+Format = Annotated[
+    Literal["json", "csv"], Query(description="json, or csv for a spreadsheet (a download)")
+]
 EXAMPLE = {
     "name": "Replace oldFunction",
     "prompt": "Replace every call of oldFunction with newFunction(x, {strict: true}).",
@@ -40,15 +46,27 @@ def repositories(user: ApiUser) -> dict[str, Any]:
     return actions.repositories(config, actions.store(config))
 
 
-@router.get("/jobs", summary="Jobs, newest first", responses={400: {"description": "Bad filter"}})
+@router.get(
+    "/jobs",
+    summary="Jobs, newest first (?format=csv: one row per job)",
+    responses={400: {"description": "Bad filter"}, **CSV},
+)
 def list_jobs(
     user: ApiUser,
     status: Annotated[str | None, Query(description="PENDING, RUNNING, COMPLETED, ...")] = None,
     limit: Annotated[int, Query(ge=1, le=actions.MAX_PAGE_SIZE)] = actions.PAGE_SIZE,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> dict[str, Any]:
+    format: Format = "json",
+) -> Any:
     config = actions.settings()
-    page = actions.list_jobs(actions.store(config), actions.parse_status(status), limit, offset)
+    the_store = actions.store(config)
+    page = actions.list_jobs(the_store, actions.parse_status(status), limit, offset)
+    if format == "csv":
+        name = "codybatch-jobs" + (f"-{page.status.value.lower()}" if page.status else "")
+        if offset:
+            name += f"-from-{offset}"
+        text = reports.jobs_csv(the_store, page.jobs)
+        return csv_response(actions.safe_text(text, config), f"{name}.csv")
     return {
         "jobs": [
             {**actions.job_dict(j, None, config), "counts": page.counts[j.job_id]}
@@ -89,12 +107,20 @@ def create_job(
     }
 
 
-@router.get("/jobs/{job_id}", summary="A job and its repository results", responses=NOT_FOUND)
-def get_job(job_id: str, user: ApiUser) -> dict[str, Any]:
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job and its repository results (?format=csv: one row per repository)",
+    responses={**NOT_FOUND, **CSV},
+)
+def get_job(job_id: str, user: ApiUser, format: Format = "json") -> Any:
     config = actions.settings()
     store = actions.store(config)
     job = actions.get_job(store, job_id)
-    return actions.job_dict(job, store.list_results(job_id), config)
+    results = store.list_results(job_id)
+    if format == "csv":
+        text = reports.results_csv(job, results)
+        return csv_response(actions.safe_text(text, config), f"{safe_filename(job_id)}.csv")
+    return actions.job_dict(job, results, config)
 
 
 @router.post(
@@ -183,14 +209,46 @@ def get_result(job_id: str, repository: str, user: ApiUser) -> dict[str, Any]:
     return _result(store, actions.get_job(store, job_id), repository)
 
 
+@router.get("/campaigns", summary="Campaign files, their DAGs and their runs")
+def list_campaigns(user: ApiUser) -> dict[str, Any]:
+    config = actions.settings()
+    found = campaignview.list_campaigns(config, actions.store(config))
+    return {"campaigns": [actions.safe(c.to_dict(), config) for c in found]}
+
+
+@router.get(
+    "/campaigns/{name:path}",
+    summary="A campaign and its burndown: per run, repositories needing change, PRs open, merged",
+    responses={404: {"description": "No campaign file and no runs of that name"}},
+)
+def get_campaign(name: str, user: ApiUser) -> dict[str, Any]:
+    config = actions.settings()
+    store = actions.store(config)
+    info = campaignview.get_campaign(config, store, name)
+    data = actions.safe(info.to_dict(), config)
+    data["burndown"] = campaignview.campaign_burndown(store, name, config)
+    return data
+
+
 def _result(store, job, repository: str) -> dict[str, Any]:
     result = actions.get_result(store, job, repository)
     return actions.safe(actions.result_dict(result), actions.settings())
 
 
+def safe_filename(text: str) -> str:
+    """Letters, digits, dot, dash and underscore only: safe inside a Content-Disposition."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-80:] or "codybatch"
+
+
 def patch_filename(job_id: str, repository: str) -> str:
     """A safe file name for a downloaded patch."""
-    import re
+    return f"{safe_filename(job_id)}-{safe_filename(repository)}.patch"
 
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", repository).strip("-")[-80:]
-    return f"{job_id}-{slug}.patch"
+
+def csv_response(text: str, filename: str) -> Response:
+    """A CSV download: UTF-8, with the file name a browser saves it under."""
+    return Response(
+        text.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{safe_filename(filename)}"'},
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from codybatch.airflow.ui import actions, diffview, threadview
+from codybatch.airflow.ui import actions, campaignview, chart, diffview, prview, threadview
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import (
     CSRF_FIELD,
@@ -33,6 +34,7 @@ _env = jinja2.Environment(
     lstrip_blocks=True,
 )
 _env.globals["line_html"] = diffview.line_html
+_env.globals["pull_request_view"] = prview.pull_request_view
 _env.globals["job_statuses"] = [s.value for s in JobStatus]
 _env.filters["q"] = lambda value: quote(str(value), safe="")
 _env.filters["web_url"] = lambda url: url if str(url).startswith(("https://", "http://")) else "#"
@@ -49,6 +51,7 @@ def _usd(value: float) -> str:
 _env.filters["tokens"] = _tokens
 _env.filters["usd"] = _usd
 _env.filters["when"] = lambda dt: dt.strftime("%Y-%m-%d %H:%M:%S UTC") if dt else "-"
+_env.filters["day"] = lambda dt: dt.strftime("%Y-%m-%d") if dt else "-"
 
 
 def render(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
@@ -82,11 +85,16 @@ def jobs_page(
         query = {k: v for k, v in (("status", status_value), ("page", number)) if v}
         return "?" + urlencode(query) if query else "?"
 
+    csv_query = {"format": "csv", "limit": limit, "offset": (page - 1) * limit}
+    if status_value:
+        csv_query["status"] = status_value
     return render(
         request,
         "jobs.html",
         jobs=result.jobs,
         counts=result.counts,
+        results=result.results,
+        csv_url="/api/v1/jobs?" + urlencode(csv_query),
         status=status_value,
         page=page,
         newer_url=page_url(page - 1) if page > 1 else None,
@@ -283,6 +291,34 @@ def thread_page(job_id: str, repository: str, request: Request, user: PageUser) 
         thread=view,
         has_thread=thread is not None,
         raw_json=raw_json,
+        **_common(user, request),
+    )
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+def campaigns_page(request: Request, user: PageUser) -> HTMLResponse:
+    config = actions.settings()
+    return render(
+        request,
+        "campaigns.html",
+        campaigns=campaignview.list_campaigns(config, actions.store(config)),
+        folder=str(campaignview.campaigns_dir(config)),
+        **_common(user, request),
+    )
+
+
+@router.get("/campaigns/{name:path}", response_class=HTMLResponse)
+def campaign_page(name: str, request: Request, user: PageUser) -> HTMLResponse:
+    config = actions.settings()
+    store = actions.store(config)
+    info = campaignview.get_campaign(config, store, name)
+    points = campaignview.campaign_burndown(store, name, config)
+    return render(
+        request,
+        "campaign.html",
+        campaign=info,
+        runs=[{**p, "when": datetime.fromisoformat(p["at"])} for p in reversed(points)],
+        chart=chart.burndown_chart(points),
         **_common(user, request),
     )
 

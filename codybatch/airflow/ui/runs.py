@@ -84,3 +84,18 @@ def fail_run(dag_id: str, run_id: str) -> bool:
             raise RunError(f"the {dag_id} DAG of run {run_id} is not in the database", 409)
         set_dag_run_state_to_failed(dag=dag, run_id=run_id, commit=True, session=session)
     return True
+
+
+def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
+    """Whether each DAG is paused in Airflow; DAGs Airflow has not parsed (yet) are left out."""
+    if not dag_ids:
+        return {}
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(DagModel.dag_id, DagModel.is_paused).where(DagModel.dag_id.in_(dag_ids))
+        ).all()
+    return {dag_id: bool(paused) for dag_id, paused in rows}

@@ -11,6 +11,7 @@ from codybatch.records import (
     Usage,
     job_id_for_run,
 )
+from codybatch.spec import JobSpec
 from codybatch.store import Store
 
 XSS = "<script>alert(1)</script>"
@@ -140,3 +141,73 @@ def seed_job(
             other.error = "clone failed: repository not found"
         store.save_result(other)
     return store.update_job(job.job_id, status=status, usage=Usage(2700, 120, 0, 1100, 0.0123))
+
+
+CAMPAIGN_REPOSITORIES = ("github.com/acme/billing", "github.com/acme/web", "github.com/acme/docs")
+
+
+def seed_campaign_run(
+    store: Store,
+    campaign: str,
+    created_at: datetime,
+    outcomes: dict[str, str],
+    name: str = "Upgrade legacy-lib",
+) -> Job:
+    """One finished run of a campaign; outcomes maps a repository to what happened to it:
+    "open" (PR open, checks passing, approved), "merged" (a person merged it: SKIPPED),
+    "closed" (PR closed), "clean" (no change necessary), "patch" (changed, patch only)."""
+    dag_id = f"codybatch_campaign__{campaign}"
+    run_id = f"scheduled__{created_at.isoformat()}"
+    job = Job(
+        job_id=job_id_for_run(dag_id, run_id),
+        spec=JobSpec.parse(
+            {
+                "name": name,
+                "campaign": campaign,
+                "steps": ["sed -i s/oldFunction/newFunction/g *.js"],
+                "repositories": list(outcomes),
+                "create_pull_requests": True,
+            }
+        ).to_dict(),
+        dag_id=dag_id,
+        run_id=run_id,
+    )
+    job.created_at = job.updated_at = created_at
+    store.create_job(job)
+    for number, (repository, outcome) in enumerate(outcomes.items(), start=1):
+        result = store.get_result(job.job_id, repository)
+        result.status = RepositoryStatus.COMPLETED
+        result.were_changes_necessary = outcome in ("open", "closed", "patch")
+        branch = "codybatch/upgrade-legacy-lib"
+        url = f"https://github.com/{repository.split('/', 1)[1]}/pull/{number}"
+        if outcome == "patch":
+            result.details["pull_request"] = {
+                "action": "patch_only",
+                "reason": "no push access: patch only",
+                "branch": branch,
+            }
+        elif outcome in ("open", "merged", "closed"):
+            result.pr_url, result.pr_number, result.pr_state = url, number, outcome
+            action = {"open": "updated", "merged": "left_alone_merged", "closed": "closed"}
+            result.details["pull_request"] = {
+                "action": action[outcome],
+                "reason": f"pull request #{number} was merged by a person: not reopened; "
+                "the campaign is done for this repository"
+                if outcome == "merged"
+                else f"pushed the new change to {branch}",
+                "branch": branch,
+                "number": number,
+                "url": url,
+                "state": outcome,
+            }
+            result.details["tracking"] = {
+                "state": outcome,
+                "checks": "success" if outcome == "open" else None,
+                "review": "approved" if outcome == "open" else "none",
+                "refreshed_at": created_at.isoformat(),
+            }
+            if outcome == "merged":
+                result.status = RepositoryStatus.SKIPPED
+                result.were_changes_necessary = None
+        store.save_result(result)
+    return store.update_job(job.job_id, status=JobStatus.COMPLETED)

@@ -41,6 +41,10 @@ def _job_body(repos: list[str], **extra) -> dict:
         ("GET", f"/jobs/job-x/repositories/{BILLING}/diff"),
         ("GET", f"/jobs/job-x/repositories/{BILLING}/claude-thread"),
         ("POST", f"/jobs/job-x/repositories/{BILLING}/publish"),
+        ("GET", "/jobs?format=csv"),
+        ("GET", "/jobs/job-x?format=csv"),
+        ("GET", "/campaigns"),
+        ("GET", "/campaigns/legacy_lib_upgrade"),
     ],
 )
 def test_every_route_needs_an_airflow_user(client, method: str, path: str) -> None:
@@ -91,6 +95,9 @@ def test_jobs_newest_first_filtered_and_paginated(admin, store) -> None:
         "changed": 1,
         "failed": 1,
         "pull_requests": 0,
+        "prs_open": 0,
+        "prs_merged": 0,
+        "prs_closed": 0,
     }
 
     page = admin.get(f"{API}/jobs", params={"limit": 2}).json()

@@ -42,6 +42,8 @@ def viewer_ui(client, tokens):
         f"/codybatch/jobs/job-x/thread/{BILLING}",
         f"/codybatch/jobs/job-x/patch/{BILLING}",
         "/codybatch/runs/codybatch_job/manual__x",
+        "/codybatch/campaigns",
+        "/codybatch/campaigns/legacy_lib_upgrade",
         "/codybatch/docs",
     ],
 )
