@@ -109,6 +109,8 @@ def test_campaigns_and_a_burndown_inside_the_ui(page, airflow_server, seeded, di
 
     page.goto(airflow_server.url + "/plugin/cody-batch")
     frame = _frame(page, "Cody Batch")
+    expect(frame.locator(".badge.pr-merged").first).to_be_visible()  # the jobs list's PR column
+    shot(page, "jobs-with-pull-requests")
     frame.get_by_role("navigation").get_by_role("link", name="Campaigns").click()
     expect(frame.get_by_role("heading", name="Campaigns")).to_be_visible()
     expect(frame.get_by_text("codybatch_campaign__legacy_lib_upgrade")).to_be_visible()

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 40, 16, 16, 34
+LEFT, RIGHT, TOP, BOTTOM = 40, 40, 16, 34
 MAX_X_LABELS = 6
 
 # (key in a burndown point, legend, CSS class)

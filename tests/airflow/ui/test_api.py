@@ -71,6 +71,8 @@ def test_openapi_is_served_to_users_only(client, tokens) -> None:
         "/api/v1/jobs/{job_id}/cancel",
         "/api/v1/jobs/{job_id}/repositories/{repository}/diff",
         "/api/v1/jobs/{job_id}/repositories/{repository}/claude-thread",
+        "/api/v1/campaigns",
+        "/api/v1/campaigns/{name}",
     } <= paths
     assert not any(p.startswith("/jobs") for p in paths)  # pages are not API
 
