@@ -112,6 +112,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if job.status.value == "COMPLETED" else 1
 
 
+def _forbid_inspection() -> None:
+    """Make this process undumpable, so steps running as the same (non-root) user cannot
+    read its environment or memory (/proc/PID/environ, ptrace) and the secrets in them."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (OSError, AttributeError):
+        logging.getLogger("codybatch.worker").warning("could not make the worker undumpable")
+
+
 def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"stopped by signal {signum}")
 
@@ -123,6 +135,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     # Stopped from outside (a cancelled run, a terminated Batch job): unwind cleanly, so the
     # checkout is removed and the steps' process groups are killed.
     signal.signal(signal.SIGTERM, _stop)
+    _forbid_inspection()
     try:
         result = run_worker(args.job_id, repository, settings=settings, force=args.force)
     except Exception as exc:

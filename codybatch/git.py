@@ -8,11 +8,12 @@ ignored; a token reaches git only through GIT_CONFIG_* environment variables
 from __future__ import annotations
 
 import base64
-import os
 import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+
+from codybatch.shell import clean_environment
 
 # Settings every git call gets: no hooks, no pager, no prompts, stable output.
 BASE_CONFIG = (
@@ -32,11 +33,9 @@ class GitError(Exception):
 
 
 def _env(token: str | None) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GIT_CONFIG", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX"))
-    }
+    # Only the allowlisted environment: a filter or hook planted in a repository must not
+    # find the worker's secrets in git's environment.
+    env = clean_environment()
     env.update(
         GIT_CONFIG_NOSYSTEM="1",
         GIT_CONFIG_GLOBAL="/dev/null",
@@ -96,6 +95,18 @@ def clone(url: str, dest: Path, branch: str | None = None, token: str | None = N
         args += ["--branch", branch]
     run_git([*args, "--", _url(url), str(dest)], token=token)
     return dest
+
+
+def read_config(checkout: Path) -> bytes:
+    """The checkout's .git/config, to restore before git runs with a token on it."""
+    return (checkout / ".git" / "config").read_bytes()
+
+
+def restore_config(checkout: Path, config: bytes) -> None:
+    """Put back .git/config as it was after the clone (whatever a step did to it)."""
+    path = checkout / ".git" / "config"
+    path.unlink(missing_ok=True)  # never write through a symlink planted there
+    path.write_bytes(config)
 
 
 def current_branch(checkout: Path) -> str:

@@ -34,3 +34,15 @@ def _walk(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, list):
         return [_walk(v, secrets) for v in value]
     return value
+
+
+def contains_secret(data: bytes, secrets: Iterable[str]) -> str | None:
+    """Which secret `data` carries (as is, or base64-encoded), or None."""
+    import base64
+
+    for name, secret in enumerate(s for s in secrets if s and len(s) >= 8):
+        raw = secret.encode()
+        forms = [raw, base64.b64encode(raw), base64.b64encode(b"x-access-token:" + raw)]
+        if any(form in data for form in forms):
+            return f"secret #{name + 1} of the worker's configuration"
+    return None

@@ -51,6 +51,7 @@ class Settings:
     pool: str = "codybatch"
     campaigns_dir: str = ""
     tracking_schedule: str = "@hourly"
+    step_env: tuple[str, ...] = ()  # extra variables steps and verify may see
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -98,4 +99,5 @@ class Settings:
             pool=_first(env, "CODYBATCH_POOL", default="codybatch"),
             campaigns_dir=_first(env, "CODYBATCH_CAMPAIGNS_DIR"),
             tracking_schedule=_first(env, "CODYBATCH_TRACKING_SCHEDULE", default="@hourly"),
+            step_env=_patterns(_first(env, "CODYBATCH_STEP_ENV")),
         )

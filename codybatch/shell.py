@@ -6,11 +6,36 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# Variables a command run in a checkout must never see.
+# What a command run in a checkout may see of the worker's environment: an allowlist, so
+# credentials (tokens, AWS keys, Airflow's database URL and secret keys) never reach it.
+PASSED_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TERM",
+        "TMPDIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    }
+)
+# Never passed, even when asked for by CODYBATCH_STEP_ENV.
 SECRET_VARIABLES = frozenset(
     {
         "ANTHROPIC_API_KEY",
@@ -20,6 +45,9 @@ SECRET_VARIABLES = frozenset(
         "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN",
         "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
     }
 )
 
@@ -34,12 +62,17 @@ def truncate(text: str, limit: int, what: str = "characters") -> str:
     return f"{text[:head]}\n[... {elided:,} {what} elided ...]\n{text[-tail:]}"
 
 
-def clean_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The process environment without secrets or git credential settings."""
+def clean_environment(
+    extra: dict[str, str] | None = None, passthrough: Iterable[str] = ()
+) -> dict[str, str]:
+    """The allowlisted part of the environment (plus `passthrough` names), never a secret."""
+    allowed = PASSED_VARIABLES | set(passthrough)
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in SECRET_VARIABLES and not k.startswith(("GIT_CONFIG_", "CODYBATCH_SECRET"))
+        if (k in allowed or k.startswith("LC_"))
+        and k not in SECRET_VARIABLES
+        and not k.startswith(("GIT_", "CODYBATCH_", "AIRFLOW", "AWS_"))
     }
     env.update(extra or {})
     return env
@@ -62,14 +95,20 @@ class CommandResult:
 
 
 def run_command(
-    command: str, cwd: Path, timeout: float, output_limit: int = 20_000
+    command: str,
+    cwd: Path,
+    timeout: float,
+    output_limit: int = 20_000,
+    passthrough: Iterable[str] = (),
 ) -> CommandResult:
-    """Run one shell command in cwd with a timeout; output (stdout+stderr) is kept bounded."""
+    """Run one shell command in cwd with a timeout; output (stdout+stderr) is kept bounded.
+
+    The command sees only the allowlisted environment plus the `passthrough` names."""
     start = time.monotonic()
     proc = subprocess.Popen(
         ["/bin/sh", "-c", command],
         cwd=cwd,
-        env=clean_environment(),
+        env=clean_environment(passthrough=passthrough),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

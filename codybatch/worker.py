@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from codybatch.records import (
     RepositoryStatus,
     utcnow,
 )
-from codybatch.redact import redact, redact_text
+from codybatch.redact import contains_secret, redact, redact_text
 from codybatch.settings import Settings
 from codybatch.shell import run_command, truncate
 from codybatch.spec import JobSpec, Repository, SpecError, is_allowed
@@ -25,6 +26,8 @@ log = logging.getLogger("codybatch.worker")
 
 # A finished repository is not redone by a re-run; FAILED ones are (that is what a retry is for).
 DONE = (RepositoryStatus.COMPLETED, RepositoryStatus.SKIPPED, RepositoryStatus.CANCELLED)
+STEP_OUTPUT = 8_000  # characters of each step's output kept in the record (items stay small)
+MAX_PATCH = 20 * 1024 * 1024  # a change bigger than this is refused, not stored or pushed
 
 
 class WorkerError(Exception):
@@ -84,8 +87,10 @@ def run_worker(
     except SpecError as exc:
         work.fail(f"the job spec is no longer valid: {exc}")
     except Exception as exc:  # one repository's failure is recorded, never raised further
-        log.exception("%s failed", repository)
-        work.fail(redact_text(str(exc) or type(exc).__name__, settings.secrets))
+        message = redact_text(str(exc) or type(exc).__name__, settings.secrets)
+        trace = redact_text(traceback.format_exc(), settings.secrets)
+        log.error("%s failed: %s\n%s", repository, message, trace)
+        work.fail(message)
     return work.save()
 
 
@@ -97,6 +102,7 @@ class _Work:
         self.settings = settings
         self.result = result
         self.checkout: Path | None = None
+        self.git_config = b""
         self.result.details = {}
 
     def process(self, job: Any, spec: JobSpec, repo: Repository, checkout: Path) -> None:
@@ -121,6 +127,9 @@ class _Work:
         log.info("cloning %s", repo.key)
         git.clone(url, checkout, branch=branch, token=token)
         self.checkout = checkout
+        # Steps and verify run in the checkout and could rewrite .git/config (say, an
+        # insteadOf that sends the token elsewhere): git later runs on this snapshot.
+        self.git_config = git.read_config(checkout)
         self.result.details["base_branch"] = git.current_branch(checkout)
 
         self.run_steps(spec, checkout)
@@ -135,6 +144,7 @@ class _Work:
         if spec.create_pull_requests and remote is not None:
             from codybatch.publish import publish_changes
 
+            git.restore_config(checkout, self.git_config)
             publish_changes(checkout, remote, job, spec, self.result, self.settings)
 
     def run_steps(self, spec: JobSpec, checkout: Path) -> None:
@@ -142,22 +152,34 @@ class _Work:
         self.result.details["steps"] = outputs
         for i, command in enumerate(spec.steps, 1):
             log.info("step %d: %s", i, command)
-            done = run_command(command, checkout, timeout=self.settings.step_timeout)
+            done = run_command(
+                command,
+                checkout,
+                timeout=self.settings.step_timeout,
+                output_limit=STEP_OUTPUT,
+                passthrough=self.settings.step_env,
+            )
             outputs.append(redact(done.to_dict(), self.settings.secrets))
             if not done.ok:
                 why = "timed out" if done.timed_out else f"exited with {done.exit_code}"
                 raise WorkerError(f"step {i} ({command!r}) {why}: {truncate(done.output, 2000)}")
 
     def run_verify(self, spec: JobSpec, checkout: Path) -> None:
-        done = run_command(spec.verify or "", checkout, timeout=self.settings.step_timeout)
+        done = run_command(
+            spec.verify or "",
+            checkout,
+            timeout=self.settings.step_timeout,
+            passthrough=self.settings.step_env,
+        )
+        output = redact_text(done.output, self.settings.secrets)
         self.result.details["verify"] = {
             "command": spec.verify,
             "passed": done.ok,
             "rounds": 1,
-            "output": truncate(done.output, 4000),
+            "output": truncate(output, 4000),
         }
         if not done.ok:
-            self.fail(f"verify ({spec.verify!r}) failed: {truncate(done.output, 2000)}")
+            self.fail(f"verify ({spec.verify!r}) failed: {truncate(output, 2000)}")
 
     def run_agent(self, spec: JobSpec, checkout: Path) -> None:
         from codybatch.agent import run_agent
@@ -187,8 +209,19 @@ class _Work:
         """Store the patch of whatever the checkout holds now (also after a failure)."""
         if self.checkout is None or not self.checkout.exists():
             return
+        git.restore_config(self.checkout, self.git_config)
         patch = git.diff(self.checkout)
         r = self.result
+        if len(patch) > MAX_PATCH:
+            raise WorkerError(
+                f"the change is {len(patch) / 1e6:.1f} MB, over the {MAX_PATCH / 1e6:.0f} MB "
+                "limit: it is not stored; narrow the job"
+            )
+        leaked = contains_secret(patch, self.settings.secrets)
+        if leaked:
+            raise WorkerError(
+                f"the change contains a secret ({leaked}): it is neither stored nor pushed"
+            )
         r.were_changes_necessary = bool(patch)
         r.details["changed_files"] = git.changed_files(self.checkout)[:1000]
         self.store.put_patch(r.job_id, r.repository, patch)

@@ -78,20 +78,29 @@ def test_truncate() -> None:
     assert "70 lines elided" in truncate(text, 30, what="lines")
 
 
-def test_steps_do_not_see_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_steps_see_only_the_allowlisted_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in SECRET_VARIABLES:
         monkeypatch.setenv(name, f"value-of-{name}")
     monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
     monkeypatch.setenv("GIT_CONFIG_KEY_0", "http.extraheader")
     monkeypatch.setenv("GIT_CONFIG_VALUE_0", "Authorization: Basic c2VjcmV0")
-    monkeypatch.setenv("CODYBATCH_SECRET_X", "hidden")
-    monkeypatch.setenv("HARMLESS", "visible")
-    done = run_command("env", tmp_path, timeout=10)
-    assert "HARMLESS=visible" in done.output
-    for name in (*SECRET_VARIABLES, "GIT_CONFIG_VALUE_0", "CODYBATCH_SECRET_X"):
-        assert name not in done.output
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("UNLISTED", "hidden")
+    monkeypatch.setenv("NODE_OPTIONS", "--max-old-space-size=512")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+
+    done = run_command("env", tmp_path, timeout=10, passthrough=["NODE_OPTIONS", "GITHUB_TOKEN"])
+
+    assert "PATH=" in done.output and "LC_ALL=C.UTF-8" in done.output
+    assert "NODE_OPTIONS=--max-old-space-size=512" in done.output  # asked for by name
+    for name in (*SECRET_VARIABLES, "GIT_CONFIG_VALUE_0", "AWS_ACCESS_KEY_ID", "UNLISTED"):
+        assert f"{name}=" not in done.output  # a secret stays out even when asked for
     assert "value-of-" not in done.output and "c2VjcmV0" not in done.output
-    assert {"GITHUB_TOKEN", "ANTHROPIC_API_KEY"} <= SECRET_VARIABLES
+    assert {"GITHUB_TOKEN", "ANTHROPIC_API_KEY", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"} <= (
+        SECRET_VARIABLES
+    )
 
 
 def test_clean_environment_adds_extra_and_leaves_os_environ(

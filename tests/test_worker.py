@@ -277,11 +277,14 @@ def test_steps_never_see_the_secrets(
     monkeypatch.setenv("GITHUB_TOKEN", token)
     monkeypatch.setenv("ANTHROPIC_API_KEY", key)
     monkeypatch.setenv("VISIBLE_VARIABLE", "seen")
+    monkeypatch.setenv("UNLISTED_VARIABLE", "unseen")
     job_id, keys = register(store, settings, [repos["a"]], steps=["env"])
     # settings without the secrets: nothing would mask them, so only the clean env keeps them out
-    result = run_worker(job_id, keys[0], settings=settings, store=store)
+    passing = dataclasses.replace(settings, step_env=("VISIBLE_VARIABLE", "GITHUB_TOKEN"))
+    result = run_worker(job_id, keys[0], settings=passing, store=store)
     output = result.details["steps"][0]["output"]
-    assert "VISIBLE_VARIABLE=seen" in output
+    assert "VISIBLE_VARIABLE=seen" in output  # CODYBATCH_STEP_ENV passes it
+    assert "UNLISTED_VARIABLE" not in output
     for secret in (token, key, "GITHUB_TOKEN", "ANTHROPIC_API_KEY"):
         assert secret not in output
     assert token not in (store.home / "codybatch.db").read_bytes().decode("latin-1")
@@ -401,3 +404,54 @@ def test_a_retry_failing_before_the_clone_leaves_no_old_patch(
     second = run_worker(job_id, keys[0], settings=settings, store=store)
     assert second.status == RepositoryStatus.FAILED and not second.has_patch
     assert store.get_patch(job_id, keys[0]) == b""
+
+
+def test_a_step_rewriting_git_config_cannot_redirect_git(
+    store: LocalStore, settings: Settings, repos: dict[str, Path], tmp_path: Path
+) -> None:
+    # A planted clean filter would run during the diff's `git add` with git's environment.
+    marker = tmp_path / "filter-ran"
+    step = (
+        f"git config filter.x.clean 'env > {marker}; cat' && echo '* filter=x' > .gitattributes"
+        f" && {SED}"
+    )
+    job_id, keys = register(store, settings, [repos["a"]], steps=[step])
+    result = run_worker(job_id, keys[0], settings=settings, store=store)
+    assert result.status == RepositoryStatus.COMPLETED, result.error
+    assert not marker.exists()  # .git/config was put back before git ran again
+    assert b"newFunction" in store.get_patch(job_id, keys[0])
+
+
+def test_a_change_carrying_a_secret_is_neither_stored_nor_pushed(
+    store: LocalStore, settings: Settings, repos: dict[str, Path]
+) -> None:
+    import base64
+
+    token = "ghp_" + "s3cr3t" * 6
+    secret_settings = dataclasses.replace(settings, github_token=token)
+    encoded = base64.b64encode(token.encode()).decode()
+    job_id, keys = register(store, settings, [repos["a"], repos["b"]])
+    for key, text in ((keys[0], token), (keys[1], encoded)):
+        result = store.get_result(job_id, key)
+        spec_steps = [f"echo '{text}' > leaked.txt"]
+        job = store.get_job(job_id)
+        store.update_job(job_id, spec={**job.spec, "steps": spec_steps})
+        done = run_worker(job_id, key, settings=secret_settings, store=store)
+        assert done.status == RepositoryStatus.FAILED
+        assert "contains a secret" in (done.error or "") and token not in (done.error or "")
+        assert store.get_patch(job_id, key) in (None, b"")
+        assert result is not None
+
+
+def test_verify_output_is_redacted(
+    store: LocalStore, settings: Settings, repos: dict[str, Path], tmp_path: Path
+) -> None:
+    token = "ghp_" + "v3rify" * 6
+    (tmp_path / "token.txt").write_text(token)
+    secret_settings = dataclasses.replace(settings, github_token=token)
+    verify = f"cat {tmp_path / 'token.txt'}; false"
+    job_id, keys = register(store, settings, [repos["a"]], verify=verify)
+    done = run_worker(job_id, keys[0], settings=secret_settings, store=store)
+    assert done.status == RepositoryStatus.FAILED
+    assert token not in (done.error or "") and token not in str(done.details)
+    assert token.encode() not in (settings.home / "codybatch.db").read_bytes()

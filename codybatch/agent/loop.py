@@ -341,7 +341,12 @@ class _Session:
 
     def run_verify(self) -> dict[str, Any]:
         assert self.spec.verify
-        result = run_command(self.spec.verify, self.checkout, timeout=self.settings.step_timeout)
+        result = run_command(
+            self.spec.verify,
+            self.checkout,
+            timeout=self.settings.step_timeout,
+            passthrough=self.settings.step_env,
+        )
         tail = redact_text(result.output, self.settings.secrets)
         if len(tail) > VERIFY_TAIL:
             tail = (
