@@ -185,7 +185,10 @@ def _publish_stored_one(
     repo = spec.repository(key)
     if repo.is_local:
         raise PublishError(f"{key} is a local repository: pull requests need GitHub")
-    if result.status != RepositoryStatus.COMPLETED:
+    publish_failed = result.status == RepositoryStatus.FAILED and result.details.get(
+        "publish_failed"
+    )
+    if result.status != RepositoryStatus.COMPLETED and not publish_failed:
         raise PublishError(f"{key} is {result.status.value}: only a completed run can be published")
     patch = store.get_patch(job.job_id, key)
     if patch is None:
@@ -203,6 +206,10 @@ def _publish_stored_one(
         except git.GitError as exc:
             raise PublishError(f"the stored patch no longer applies to {base}: {exc}") from None
         publish_changes(checkout, remote, job, spec, result, settings)
+    if publish_failed:
+        # The change itself was made; only publishing had failed, and now it worked.
+        result.status, result.error = RepositoryStatus.COMPLETED, None
+        result.details.pop("publish_failed", None)
 
 
 def _save(store: Store, result: RepositoryResult) -> RepositoryResult:

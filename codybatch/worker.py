@@ -145,7 +145,11 @@ class _Work:
             from codybatch.publish import publish_changes
 
             git.restore_config(checkout, self.git_config)
+            # A failure from here on is publishing's alone: the change is recorded, so
+            # `codybatch publish` can retry it later without running the job again.
+            self.result.details["publish_failed"] = True
             publish_changes(checkout, remote, job, spec, self.result, self.settings)
+            del self.result.details["publish_failed"]
 
     def run_steps(self, spec: JobSpec, checkout: Path) -> None:
         outputs: list[dict[str, Any]] = []

@@ -108,6 +108,13 @@ def test_rejected_push_fails_the_repository_and_keeps_the_patch(
     assert results["acme/web"].status == RepositoryStatus.COMPLETED  # the others go on
     assert len(fake_github.pulls("acme/web")) == 1
 
+    # Once the branch is unprotected, publishing the stored patch needs no new run.
+    (fake_github.repo("acme/api").bare / "codybatch-protected").unlink()
+    (published,) = publish_stored("job-1", "acme/api", gh_settings, store)
+    assert published.status == RepositoryStatus.COMPLETED and published.error is None
+    assert published.details["pull_request"]["action"] == "opened"
+    assert len(fake_github.pulls("acme/api")) == 1
+
 
 def test_archived_or_missing_repository_fails_before_cloning(
     fake_github: FakeGitHub, gh_settings: Settings, store: LocalStore, repos: list[str]
