@@ -30,6 +30,16 @@ dag = campaign_dag({yaml!r})
 """
 
 
+DUPLICATE = """\
+# Generated from {yaml}: its name clashes with another campaign file's (an Airflow DAG
+# file that fails on purpose, so the clash shows as an import error).
+raise ValueError(
+    "campaign file {yaml}: its DAG id would be codybatch_campaign__{name}, which another "
+    "campaign file already gives; rename one of the files"
+)
+"""
+
+
 class CampaignError(ValueError):
     """A campaign file is invalid; the message names the file and the field."""
 
@@ -133,6 +143,7 @@ def campaign_dag(file_name: str) -> Any:
         start_date=campaign.start_date,
         defaults=campaign.spec.to_dict(),
         tags=["codybatch", "campaign"],
+        max_active_runs=1,  # runs of a campaign share its branch: never two at once
         description=f"Campaign {campaign.spec.name}: {campaign.path.name}",
     )
 
@@ -143,10 +154,16 @@ def sync_campaign_stubs(source: Path | None = None, target: Path | None = None) 
     target = target or stubs_dir()
     files = sorted([*source.glob("*.yaml"), *source.glob("*.yml")]) if source.exists() else []
     target.mkdir(parents=True, exist_ok=True)
-    wanted = {}
+    wanted: dict[Path, str] = {}
     for path in files:
         name = campaign_name(path)
-        wanted[target / f"{name}.py"] = STUB.format(yaml=path.name, name=name)
+        stub = target / f"{name}.py"
+        if stub in wanted:
+            # Two files, one DAG id: the second is reported as its own import error.
+            stub = target / f"{name}__duplicate_{path.stem}.py"
+            wanted[stub] = DUPLICATE.format(yaml=path.name, name=name)
+            continue
+        wanted[stub] = STUB.format(yaml=path.name, name=name)
     for stub in target.glob("*.py"):
         if stub not in wanted:
             stub.unlink()

@@ -34,12 +34,21 @@ def worker_command(job_id: str, repository: str) -> list[str]:
 @task
 def validate() -> dict[str, Any]:
     """Check the whole input before any work; the run fails here with every field error."""
-    from codybatch.spec import JobSpec, SpecError
+    from codybatch.airflow.campaigns import DAG_PREFIX
+    from codybatch.spec import FieldError, JobSpec, SpecError
 
     context = get_current_context()
     conf = dict(context["dag_run"].conf or {})
+    data = spec_input(dict(context["params"]), conf)
+    dag_id = context["dag"].dag_id
     try:
-        spec = JobSpec.parse(spec_input(dict(context["params"]), conf))
+        if dag_id.startswith(DAG_PREFIX):
+            data["campaign"] = dag_id.removeprefix(DAG_PREFIX)
+        elif "campaign" in data:
+            raise SpecError(
+                [FieldError("campaign", "is set by a campaign's own DAG only: remove it")]
+            )
+        spec = JobSpec.parse(data)
     except SpecError as exc:
         raise AirflowFailException(str(exc)) from None
     return spec.to_dict()
@@ -110,6 +119,7 @@ def build_job_dag(
     tags: list[str] | None = None,
     description: str = "Apply one AI-driven change to up to five repositories",
     is_paused_upon_creation: bool | None = None,
+    max_active_runs: int = 16,
 ) -> DAG:
     """A job DAG: the on-demand `codybatch_job`, or a campaign's scheduled copy."""
     settings = Settings.from_env()
@@ -122,7 +132,7 @@ def build_job_dag(
         params=job_params(defaults),
         tags=tags or ["codybatch"],
         doc_md=DOC,
-        max_active_runs=16,
+        max_active_runs=max_active_runs,
         is_paused_upon_creation=is_paused_upon_creation,
         render_template_as_native_obj=False,
     ) as dag:

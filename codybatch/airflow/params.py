@@ -97,13 +97,6 @@ def job_params(defaults: dict[str, Any] | None = None) -> dict[str, Param]:
             description="Default 50.",
             section=ADVANCED,
         ),
-        "campaign": Param(
-            d.get("campaign"),
-            type=["null", "string"],
-            title="Campaign",
-            description="Set by a campaign's DAG; empty for a one-off job.",
-            section=ADVANCED,
-        ),
         "max_usd": Param(
             d.get("max_usd"),
             type=["null", "number"],

@@ -143,3 +143,33 @@ def test_campaign_dag_runs_the_campaign_spec(
     assert results["billing-service"].status == RepositoryStatus.COMPLETED
     assert results["billing-service"].were_changes_necessary is True
     assert results["docs-site"].were_changes_necessary is False
+
+
+@pytest.mark.airflow
+def test_two_files_with_one_dag_id_are_reported(
+    airflow_home: Path, dags_folder: Path, tmp_path: Path, example_repos: list[Path], codybatch_home
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    campaigns = tmp_path / "campaigns"
+    _write(campaigns, "weekly-fix.yaml", GOOD.format(repo=example_repos[1]))
+    _write(campaigns, "weekly_fix.yaml", GOOD.format(repo=example_repos[2]))
+    sync_campaign_stubs()
+    bag = DagBag(dag_folder=str(dags_folder))
+
+    assert "codybatch_campaign__weekly_fix" in bag.dag_ids
+    assert bag.get_dag("codybatch_campaign__weekly_fix").max_active_runs == 1
+    (error,) = bag.import_errors.values()
+    assert "weekly_fix.yaml" in error and "rename one of the files" in error
+
+
+@pytest.mark.airflow
+def test_a_one_off_job_cannot_claim_a_campaign(
+    airflow_home: Path, demo_conf: dict, codybatch_home: Path
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "codybatch_job.py")).get_dag("codybatch_job")
+    run = dag.test(run_conf={**demo_conf, "campaign": "legacy_lib_upgrade"})
+    assert run.state == "failed"
+    assert not LocalStore(codybatch_home).list_jobs()
