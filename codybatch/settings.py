@@ -77,7 +77,7 @@ class Settings:
             github_pr_interval=float(_first(env, "CODYBATCH_GITHUB_PR_INTERVAL", default="1")),
             github_max_wait=float(_first(env, "CODYBATCH_GITHUB_MAX_WAIT", default="300")),
             git_author=_first(env, "CODYBATCH_GIT_AUTHOR"),
-            public_url=_first(env, "CODYBATCH_PUBLIC_URL", default="http://localhost:8080"),
+            public_url=_first(env, "CODYBATCH_PUBLIC_URL"),
             jobs_table=_first(
                 env, "CODYBATCH_JOBS_TABLE", "DYNAMODB_JOBS_TABLE", default="codybatch-jobs"
             ),
