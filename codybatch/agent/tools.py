@@ -1,14 +1,19 @@
 """The model's tools: Anthropic's text editor, a search over the checkout, and finish.
 
 Every file access is confined to the checkout: the resolved path (symlinks followed)
-must stay inside it and never enter `.git`. Refusals and mistakes come back as tool
-errors the model can read; nothing here raises into the loop.
+must stay inside it and never enter `.git`. Only regular files are read or written;
+writes go to a new file renamed over the target, so no existing inode (a hard link to
+a file elsewhere, say) is ever modified. Refusals and mistakes come back as tool errors
+the model can read; nothing here raises into the loop.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import secrets
+import stat
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -25,6 +30,10 @@ FINISH = "finish"
 
 MAX_FILE_BYTES = 2_000_000
 MAX_CREATE_CHARS = 1_000_000
+MAX_CREATED_FILES = 2_000  # per Workspace, i.e. per agent run
+# Per run, bytes the edits may add to the checkout: each write is charged the growth of its
+# file and nothing is refunded, so rewriting a large file many times stays possible.
+MAX_ADDED_BYTES = 50_000_000
 OUTPUT_LIMIT = 16_000  # characters of one tool result; the rest is elided mid-way
 MAX_SEARCH_HITS = 100
 MAX_HIT_CHARS = 300
@@ -155,6 +164,8 @@ class Workspace:
 
     def __init__(self, checkout: Path):
         self.root = Path(checkout).resolve()
+        self.files_created = 0
+        self.bytes_added = 0
 
     # -- dispatch ---------------------------------------------------------
 
@@ -225,19 +236,8 @@ class Workspace:
         return resolved, shown
 
     def _read_text(self, path: Path, shown: str) -> str:
-        if not path.exists():
-            raise ToolError(f"{shown} does not exist")
-        if path.is_dir():
-            raise ToolError(f"{shown} is a directory")
-        if not path.is_file():
-            raise ToolError(f"{shown} is not a regular file")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ToolError(
-                f"{shown} is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit: "
-                "use search to find the lines you need"
-            )
-        data = path.read_bytes()
+        data = _read_regular(path, shown)
+        size = len(data)
         if b"\0" in data[:8192]:
             raise ToolError(f"{shown} is a binary file ({size:,} bytes): it cannot be viewed")
         try:
@@ -245,12 +245,57 @@ class Workspace:
         except UnicodeDecodeError:
             raise ToolError(f"{shown} is not UTF-8 text ({size:,} bytes): refused") from None
 
-    def _write_text(self, path: Path, text: str) -> None:
+    def _editable(self, path: Path, shown: str) -> os.stat_result | None:
+        """The target's lstat, or None if it does not exist; refuse what must not be edited."""
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ToolError(f"{shown} cannot be examined: {exc.strerror}") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise ToolError(f"{shown} is a directory")
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolError(f"{shown} is {_kind(info.st_mode)}, not a regular file: refused")
+        if info.st_nlink > 1:
+            raise ToolError(
+                f"{shown} is hard-linked; refusing to edit it (it shares its contents "
+                f"with {info.st_nlink - 1} other name(s), possibly outside the repository)"
+            )
+        return info
+
+    def _write_text(self, path: Path, shown: str, text: str) -> bool:
+        """Replace (or create) the file with text; True if it was created."""
+        data = text.encode("utf-8")
+        if len(data) > MAX_FILE_BYTES:
+            raise ToolError(
+                f"{shown} would be {len(data):,} bytes, over the {MAX_FILE_BYTES:,}-byte "
+                "limit for one file: nothing was written"
+            )
+        before = self._editable(path, shown)
+        if before is None and self.files_created >= MAX_CREATED_FILES:
+            raise ToolError(
+                f"{shown} was not created: this run has already created "
+                f"{self.files_created:,} files, the limit is {MAX_CREATED_FILES:,}"
+            )
+        growth = max(len(data) - (before.st_size if before else 0), 0)
+        if self.bytes_added + growth > MAX_ADDED_BYTES:
+            raise ToolError(
+                f"{shown} was not written: it would add {growth:,} bytes to the "
+                f"{self.bytes_added:,} bytes this run's edits have added to the repository; "
+                f"the limit is {MAX_ADDED_BYTES:,} bytes"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
-        # O_NOFOLLOW: the path was resolved already; never write through a link made since.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            mode = stat.S_IMODE(before.st_mode) & 0o777 if before else None
+            _replace(directory, path.name, data, mode)
+        finally:
+            os.close(directory)
+        self.bytes_added += growth
+        if before is None:
+            self.files_created += 1
+        return before is None
 
     # -- editor commands --------------------------------------------------
 
@@ -317,11 +362,7 @@ class Workspace:
             raise ToolError("create needs `file_text`: the whole content of the file")
         if len(text) > MAX_CREATE_CHARS:
             raise ToolError(f"file_text is {len(text):,} characters: at most {MAX_CREATE_CHARS:,}")
-        if path.is_dir():
-            raise ToolError(f"{shown} is a directory")
-        existed = path.exists()
-        self._write_text(path, text)
-        verb = "Overwrote" if existed else "Created"
+        verb = "Created" if self._write_text(path, shown, text) else "Overwrote"
         return f"{verb} {shown} ({len(text.splitlines())} lines)"
 
     def str_replace(self, tool_input: dict[str, Any]) -> str:
@@ -334,6 +375,7 @@ class Workspace:
             new = ""
         if not isinstance(new, str):
             raise ToolError("`new_str` must be a string")
+        self._editable(path, shown)  # refuse a hard link before its contents shape the reply
         content = self._read_text(path, shown)
         positions = _find_all(content, old)
         if not positions and "\r\n" in content and "\n" in old and "\r\n" not in old:
@@ -352,7 +394,7 @@ class Workspace:
             )
         at = positions[0]
         updated = content[:at] + new + content[at + len(old) :]
-        self._write_text(path, updated)
+        self._write_text(path, shown, updated)
         first = content.count("\n", 0, at) + 1
         last = first + new.count("\n")
         return f"Edited {shown}. The lines around the change now read:\n" + _snippet(
@@ -367,6 +409,7 @@ class Workspace:
             raise ToolError("insert needs `insert_line`: the line number to insert after (0: top)")
         if not isinstance(text, str):
             raise ToolError("insert needs `insert_text`: the text to insert")
+        self._editable(path, shown)
         content = self._read_text(path, shown)
         lines = content.splitlines(keepends=True)
         if not 0 <= line <= len(lines):
@@ -380,7 +423,7 @@ class Workspace:
         if line == len(lines) and lines and not lines[-1].endswith(("\n", "\r")):
             lines[-1] += newline
         updated = "".join(lines[:line]) + text + "".join(lines[line:])
-        self._write_text(path, updated)
+        self._write_text(path, shown, updated)
         added = len(text.splitlines())
         return f"Inserted {added} lines after line {line} of {shown}:\n" + _snippet(
             updated, line + 1, line + max(added, 1)
@@ -466,11 +509,12 @@ class Workspace:
             if glob and not PurePosixPath(name).match(glob):
                 continue
             target = self.root / name
-            if target.is_symlink() or not target.is_file():
+            if target.is_symlink():
                 continue
-            if target.stat().st_size > MAX_FILE_BYTES:
+            try:
+                data = _read_regular(target, name)
+            except ToolError:  # not a regular file, too large or unreadable
                 continue
-            data = target.read_bytes()
             if b"\0" in data[:8192]:
                 continue
             for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
@@ -521,6 +565,68 @@ def _stream_hits(args: list[str], cwd: Path, max_hits: int) -> tuple[list[str], 
         message = stderr.strip().splitlines()[-1] if stderr.strip() else "search failed"
         return hits, True, message.removeprefix("fatal: ")
     return hits, complete, ""
+
+
+def _read_regular(path: Path, shown: str) -> bytes:
+    """The bytes of a regular file under the size cap; never opens a FIFO or a device."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ToolError(f"{shown} does not exist") from None
+    except OSError as exc:
+        raise ToolError(f"{shown} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ToolError(f"{shown} is a directory")
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"{shown} is {_kind(info.st_mode)}, not a regular file: refused")
+    try:
+        # O_NONBLOCK: should a FIFO replace the file after the stat, open still returns.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ToolError(f"{shown} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolError(f"{shown} is {_kind(info.st_mode)}, not a regular file: refused")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ToolError(
+                f"{shown} is {info.st_size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit: "
+                "use search to find the lines you need"
+            )
+        return handle.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+
+
+def _replace(directory: int, name: str, data: bytes, mode: int | None) -> None:
+    """Write data to a new file in directory and rename it over name (mode None: new file)."""
+    temporary = f".codybatch-{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    fd = os.open(temporary, flags, 0o644 if mode is None else 0o600, dir_fd=directory)
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary, dir_fd=directory)
+        raise
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "a special file"
 
 
 def _hit(name: str, number: int, text: str) -> str:
