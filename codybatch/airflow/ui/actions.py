@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -92,13 +93,47 @@ def result_counts(results: list[RepositoryResult]) -> dict[str, int]:
     }
 
 
+JobFilter = Callable[[list[Job]], list[Job]]
+
+
+def visible_jobs(
+    the_store: Store, status: JobStatus | None, visible: JobFilter, count: int, skip: int = 0
+) -> list[Job]:
+    """Up to `count` jobs, newest first, that `visible` keeps, after the first `skip` of them.
+
+    Offsets count visible jobs only, so pages stay full whatever a user may not see. Batches
+    double: the AWS store re-reads from the newest job on each call, so reads stay ~2x.
+    """
+    out: list[Job] = []
+    ids: set[str] = set()  # a job created between two batches shifts the next one
+    offset = 0
+    batch = skip + count
+    while len(out) < count:
+        jobs = the_store.list_jobs(status=status, limit=batch, offset=offset)
+        for job in visible(jobs):
+            if job.job_id not in ids:
+                ids.add(job.job_id)
+                if len(ids) > skip:
+                    out.append(job)
+        if len(jobs) < batch:
+            break
+        offset += len(jobs)
+        batch *= 2
+    return out[:count]
+
+
 def list_jobs(
-    the_store: Store, status: JobStatus | None, limit: int = PAGE_SIZE, offset: int = 0
+    the_store: Store,
+    status: JobStatus | None,
+    limit: int = PAGE_SIZE,
+    offset: int = 0,
+    *,
+    visible: JobFilter,
 ) -> JobPage:
-    """One page of jobs, newest first, with the counts of their results."""
+    """One page of the jobs `visible` keeps, newest first, with the counts of their results."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     offset = max(0, offset)
-    jobs = the_store.list_jobs(status=status, limit=limit + 1, offset=offset)
+    jobs = visible_jobs(the_store, status, visible, limit + 1, offset)
     has_more = len(jobs) > limit
     jobs = jobs[:limit]
     results = {j.job_id: the_store.list_results(j.job_id) for j in jobs}
@@ -253,9 +288,9 @@ def publish(job: Job, raw: str, config: Settings, the_store: Store) -> list[Repo
         ) from None
 
 
-def repositories(config: Settings, the_store: Store) -> dict[str, Any]:
+def repositories(config: Settings, the_store: Store, *, visible: JobFilter) -> dict[str, Any]:
     """Repositories a new job may use: GitHub's (with a token) or the allowlist's literals,
-    plus local repositories of recent jobs that the allowlist allows."""
+    plus local repositories of recent jobs (that `visible` keeps) that the allowlist allows."""
     from codybatch.spec import is_allowed
 
     found: set[str] = set()
@@ -277,7 +312,7 @@ def repositories(config: Settings, the_store: Store) -> dict[str, Any]:
             found.add(parse_repository(pattern).key)
         except ValueError:
             continue
-    for job in the_store.list_jobs(limit=50):
+    for job in visible(the_store.list_jobs(limit=50)):
         for key in job.repositories:
             try:
                 repo = parse_repository(key)

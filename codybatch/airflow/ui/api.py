@@ -11,12 +11,19 @@ from fastapi.responses import JSONResponse, Response
 from codybatch import reports
 from codybatch.airflow.ui import actions, campaignview
 from codybatch.airflow.ui.actions import ActionError
-from codybatch.airflow.ui.auth import ApiUser, check_csrf, require_run_permission
+from codybatch.airflow.ui.auth import (
+    ApiUser,
+    JobReader,
+    check_csrf,
+    job_dag_id,
+    require_run_permission,
+)
 from codybatch.spec import SpecError
 
 router = APIRouter(tags=["Cody Batch"])
 
-NOT_FOUND = {404: {"description": "No such job or repository"}}
+READ = {403: {"description": "Not allowed to read runs of the job's DAG"}}
+NOT_FOUND = {404: {"description": "No such job or repository"}, **READ}
 CHANGE = {
     401: {"description": "Not authenticated"},
     403: {"description": "Not allowed to trigger the DAG (or missing X-CSRF-Token)"},
@@ -43,12 +50,12 @@ def health(user: ApiUser) -> dict[str, Any]:
 @router.get("/repositories", summary="Repositories a new job may use")
 def repositories(user: ApiUser) -> dict[str, Any]:
     config = actions.settings()
-    return actions.repositories(config, actions.store(config))
+    return actions.repositories(config, actions.store(config), visible=JobReader(user).jobs)
 
 
 @router.get(
     "/jobs",
-    summary="Jobs, newest first (?format=csv: one row per job)",
+    summary="Jobs of DAGs you may read, newest first (?format=csv: one row per job)",
     responses={400: {"description": "Bad filter"}, **CSV},
 )
 def list_jobs(
@@ -60,7 +67,9 @@ def list_jobs(
 ) -> Any:
     config = actions.settings()
     the_store = actions.store(config)
-    page = actions.list_jobs(the_store, actions.parse_status(status), limit, offset)
+    page = actions.list_jobs(
+        the_store, actions.parse_status(status), limit, offset, visible=JobReader(user).jobs
+    )
     if format == "csv":
         name = "codybatch-jobs" + (f"-{page.status.value.lower()}" if page.status else "")
         if offset:
@@ -115,7 +124,7 @@ def create_job(
 def get_job(job_id: str, user: ApiUser, format: Format = "json") -> Any:
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
+    job = JobReader(user).require(actions.get_job(store, job_id))
     results = store.list_results(job_id)
     if format == "csv":
         text = reports.results_csv(job, results)
@@ -132,8 +141,8 @@ def cancel_job(job_id: str, request: Request, user: ApiUser) -> dict[str, Any]:
     check_csrf(request, user)
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
-    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "PUT")
+    job = JobReader(user).require(actions.get_job(store, job_id))
+    require_run_permission(user, job_dag_id(job), "PUT")
     job = actions.cancel(job_id, store)
     return actions.job_dict(job, store.list_results(job_id), config)
 
@@ -147,7 +156,7 @@ def cancel_job(job_id: str, request: Request, user: ApiUser) -> dict[str, Any]:
 def get_diff(job_id: str, repository: str, user: ApiUser) -> Response:
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
+    job = JobReader(user).require(actions.get_job(store, job_id))
     if not actions.is_repository_of(job, repository) and actions.is_repository_of(
         job, f"{repository}/diff"
     ):
@@ -172,7 +181,7 @@ def get_diff(job_id: str, repository: str, user: ApiUser) -> Response:
 def get_thread(job_id: str, repository: str, user: ApiUser) -> Any:
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
+    job = JobReader(user).require(actions.get_job(store, job_id))
     name = f"{repository}/claude-thread"
     if not actions.is_repository_of(job, repository) and actions.is_repository_of(job, name):
         return _result(store, job, name)
@@ -192,8 +201,8 @@ def publish(job_id: str, repository: str, request: Request, user: ApiUser) -> di
     check_csrf(request, user)
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
-    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "POST")
+    job = JobReader(user).require(actions.get_job(store, job_id))
+    require_run_permission(user, job_dag_id(job), "POST")
     results = actions.publish(job, repository, config, store)
     return {"results": [actions.safe(actions.result_dict(r), config) for r in results]}
 
@@ -206,27 +215,28 @@ def publish(job_id: str, repository: str, request: Request, user: ApiUser) -> di
 def get_result(job_id: str, repository: str, user: ApiUser) -> dict[str, Any]:
     config = actions.settings()
     store = actions.store(config)
-    return _result(store, actions.get_job(store, job_id), repository)
+    return _result(store, JobReader(user).require(actions.get_job(store, job_id)), repository)
 
 
-@router.get("/campaigns", summary="Campaign files, their DAGs and their runs")
+@router.get("/campaigns", summary="Campaigns of DAGs you may read: files, DAGs and runs")
 def list_campaigns(user: ApiUser) -> dict[str, Any]:
     config = actions.settings()
-    found = campaignview.list_campaigns(config, actions.store(config))
+    found = campaignview.list_campaigns(config, actions.store(config), JobReader(user))
     return {"campaigns": [actions.safe(c.to_dict(), config) for c in found]}
 
 
 @router.get(
     "/campaigns/{name:path}",
     summary="A campaign and its burndown: per run, repositories needing change, PRs open, merged",
-    responses={404: {"description": "No campaign file and no runs of that name"}},
+    responses={404: {"description": "No campaign file and no runs of that name"}, **READ},
 )
 def get_campaign(name: str, user: ApiUser) -> dict[str, Any]:
     config = actions.settings()
     store = actions.store(config)
-    info = campaignview.get_campaign(config, store, name)
+    reader = JobReader(user)
+    info = campaignview.get_campaign(config, store, name, reader)
     data = actions.safe(info.to_dict(), config)
-    data["burndown"] = campaignview.campaign_burndown(store, name, config)
+    data["burndown"] = campaignview.campaign_burndown(store, name, config, reader)
     return data
 
 

@@ -21,7 +21,8 @@ DESCRIPTION = """
 Jobs of Cody Batch: one change applied to up to five repositories, each job a run of the
 `codybatch_job` DAG. Authenticate as for Airflow's own API: `Authorization: Bearer <token>`
 from `POST /auth/token` (or the Airflow UI's session cookie plus an `X-CSRF-Token` header
-for changes). Creating, cancelling and publishing need permission to trigger the DAG.
+for changes). Reading a job needs permission to read runs of its DAG (lists leave out the
+jobs you may not read); creating, cancelling and publishing need permission to trigger it.
 """
 
 

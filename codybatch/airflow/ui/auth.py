@@ -2,18 +2,23 @@
 
 Plugin apps are mounted without Airflow's authentication, so every route depends on
 one of these. Pages redirect anonymous visitors to the login; the API answers 401.
+A job is read only by users who may read runs of its DAG (JobReader); changes need more.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, oauth2_scheme
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
+
+from codybatch.airflow.ui.actions import JOB_DAG_ID
+from codybatch.records import Job
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
@@ -82,6 +87,80 @@ def require_run_permission(user: BaseUser, dag_id: str, method: str = "POST") ->
             f"Forbidden: you may not {'trigger' if method == 'POST' else 'change'} runs "
             f"of the {dag_id} DAG; ask an Airflow admin for the User role",
         )
+
+
+def job_dag_id(job: Job) -> str:
+    """The DAG a job is a run of; jobs of `codybatch run` (no DAG) count as codybatch_job's."""
+    return job.dag_id or JOB_DAG_ID
+
+
+class JobReader:
+    """What one user may read: jobs (runs) of the DAGs whose runs the auth manager lets them
+    read. Asks once per DAG and remembers the answer, so filtering a list is cheap."""
+
+    def __init__(self, user: BaseUser):
+        self.user = user
+        self._answers: dict[str, bool] = {}
+
+    def readable_dags(self, dag_ids: Iterable[str]) -> set[str]:
+        """The DAGs, of these, whose runs the user may read."""
+        wanted = set(dag_ids)
+        unknown = wanted - self._answers.keys()
+        if unknown:
+            self._answers.update(_may_read_runs(self.user, unknown))
+        return {dag_id for dag_id in wanted if self._answers[dag_id]}
+
+    def can_read_dag(self, dag_id: str) -> bool:
+        return dag_id in self.readable_dags([dag_id])
+
+    def can_read(self, job: Job) -> bool:
+        return self.can_read_dag(job_dag_id(job))
+
+    def jobs(self, jobs: Iterable[Job]) -> list[Job]:
+        """The jobs the user may read, in their order."""
+        jobs = list(jobs)
+        allowed = self.readable_dags(job_dag_id(j) for j in jobs)
+        return [j for j in jobs if job_dag_id(j) in allowed]
+
+    def require_dag(self, dag_id: str) -> None:
+        """403 unless the user may read runs of the DAG."""
+        if not self.can_read_dag(dag_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"Forbidden: you may not read runs of the {dag_id} DAG; "
+                "ask an Airflow admin for access to it",
+            )
+
+    def require(self, job: Job) -> Job:
+        """The job, or 403 unless the user may read runs of its DAG."""
+        self.require_dag(job_dag_id(job))
+        return job
+
+
+def _may_read_runs(user: BaseUser, dag_ids: set[str]) -> dict[str, bool]:
+    """Ask the auth manager, per DAG, whether the user may read its runs.
+
+    Not filter_authorized_dag_ids: that batch call asks about the DAG itself, not its runs
+    (a separate permission, e.g. FAB's "DAG Runs"). Jobs use few DAGs, so one call each is cheap.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
+    from airflow.models.dag import DagModel
+
+    manager = get_auth_manager()
+    teams = DagModel.get_dag_id_to_team_name_mapping(sorted(dag_ids))
+    return {
+        dag_id: manager.is_authorized_dag(
+            method="GET",
+            access_entity=DagAccessEntity.RUN,
+            details=DagDetails(id=dag_id, team_name=teams.get(dag_id)),
+            user=user,
+        )
+        for dag_id in dag_ids
+    }
 
 
 def csrf_token(user: BaseUser) -> str:

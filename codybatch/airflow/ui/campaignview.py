@@ -15,7 +15,8 @@ from codybatch.airflow.campaigns import (
     load_campaign,
 )
 from codybatch.airflow.ui.actions import ActionError, safe, safe_text
-from codybatch.records import Job
+from codybatch.airflow.ui.auth import JobReader
+from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus
 from codybatch.reports import burndown, campaign_jobs
 from codybatch.settings import Settings
 from codybatch.store import Store
@@ -109,10 +110,11 @@ def _paused(infos: list[CampaignInfo]) -> None:
         info.paused = paused.get(info.dag_id)
 
 
-def list_campaigns(config: Settings, store: Store) -> list[CampaignInfo]:
-    """Every campaign file (invalid ones with their error), then campaigns known only by runs."""
+def list_campaigns(config: Settings, store: Store, reader: JobReader) -> list[CampaignInfo]:
+    """Every campaign file (invalid ones with their error), then campaigns known only by runs;
+    only campaigns, and runs, of DAGs whose runs the reader may read."""
     runs: dict[str, list[Job]] = {}
-    for job in store.list_jobs(limit=SCAN_LIMIT):  # newest first
+    for job in reader.jobs(store.list_jobs(limit=SCAN_LIMIT)):  # newest first
         name = job.spec.get("campaign")
         if isinstance(name, str) and name:
             runs.setdefault(name, []).append(job)
@@ -126,17 +128,20 @@ def list_campaigns(config: Settings, store: Store) -> list[CampaignInfo]:
         found = runs.get(info.name, [])
         info.runs = len(found)
         info.latest = found[0] if found else None
-    out = list(infos.values())
+    readable = reader.readable_dags(i.dag_id for i in infos.values())
+    out = [i for i in infos.values() if i.dag_id in readable]
     _paused(out)
     return out
 
 
-def get_campaign(config: Settings, store: Store, name: str) -> CampaignInfo:
-    """One campaign by name; 404 when neither a file nor a run has that name."""
+def get_campaign(config: Settings, store: Store, name: str, reader: JobReader) -> CampaignInfo:
+    """One campaign by name; 403 unless the reader may read runs of its DAG, 404 when
+    neither a file nor a run has that name."""
+    reader.require_dag(DAG_PREFIX + name)
     info = next(
         (_from_file(p, config) for p in campaign_files(config) if campaign_name(p) == name), None
     )
-    jobs = campaign_jobs(store, name, limit=SCAN_LIMIT)  # oldest first
+    jobs = reader.jobs(campaign_jobs(store, name, limit=SCAN_LIMIT))  # oldest first
     if info is None and not jobs:
         raise ActionError(f"campaign {name} not found: no campaign file and no runs", 404)
     info = info or CampaignInfo(name)
@@ -146,6 +151,26 @@ def get_campaign(config: Settings, store: Store, name: str) -> CampaignInfo:
     return info
 
 
-def campaign_burndown(store: Store, name: str, config: Settings) -> list[dict[str, Any]]:
-    """The burndown points of a campaign, oldest run first."""
-    return safe(burndown(store, name), config)
+def campaign_burndown(
+    store: Store, name: str, config: Settings, reader: JobReader
+) -> list[dict[str, Any]]:
+    """The burndown points of a campaign, oldest run first, of the runs the reader may read."""
+    return safe(burndown(_ReadableRuns(store, reader), name), config)  # type: ignore[arg-type]
+
+
+class _ReadableRuns:
+    """The two store reads reports.burndown makes, as one reader sees them."""
+
+    def __init__(self, store: Store, reader: JobReader):
+        self.store = store
+        self.reader = reader
+
+    def list_jobs(
+        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Job]:
+        return self.reader.jobs(self.store.list_jobs(status=status, limit=limit, offset=offset))
+
+    def list_results(
+        self, job_id: str, status: RepositoryStatus | None = None
+    ) -> list[RepositoryResult]:
+        return self.store.list_results(job_id, status)

@@ -16,10 +16,12 @@ from codybatch.airflow.ui import actions, campaignview, chart, diffview, prview,
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import (
     CSRF_FIELD,
+    JobReader,
     PageUser,
     can_run,
     check_csrf,
     csrf_token,
+    job_dag_id,
     require_run_permission,
 )
 from codybatch.records import FINISHED_JOB_STATUSES, Job, JobStatus, job_id_for_run
@@ -78,7 +80,9 @@ def jobs_page(
     config = actions.settings()
     wanted = actions.parse_status(status)
     limit = actions.PAGE_SIZE
-    result = actions.list_jobs(actions.store(config), wanted, limit, (page - 1) * limit)
+    result = actions.list_jobs(
+        actions.store(config), wanted, limit, (page - 1) * limit, visible=JobReader(user).jobs
+    )
     status_value = wanted.value if wanted else ""
 
     def page_url(number: int) -> str:
@@ -108,7 +112,7 @@ def _job_context(user: Any, job: Job) -> dict[str, Any]:
     config = actions.settings()
     results = actions.store(config).list_results(job.job_id)
     finished = job.status in FINISHED_JOB_STATUSES
-    may_change = can_run(user, job.dag_id or actions.JOB_DAG_ID, "PUT")
+    may_change = can_run(user, job_dag_id(job), "PUT")
     return {
         "job": job,
         "spec": actions.safe(job.spec, config),
@@ -132,7 +136,7 @@ def _new_form(
     request: Request, user: Any, values: dict[str, Any], errors: list[dict], status: int = 200
 ) -> HTMLResponse:
     config = actions.settings()
-    listed = actions.repositories(config, actions.store(config))
+    listed = actions.repositories(config, actions.store(config), visible=JobReader(user).jobs)
     by_field: dict[str, list[str]] = {}
     for error in errors:
         by_field.setdefault(error["field"].split("[")[0], []).append(error["message"])
@@ -194,14 +198,14 @@ async def create_job_page(request: Request, user: PageUser) -> Response:
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(job_id: str, request: Request, user: PageUser) -> HTMLResponse:
-    job = actions.get_job(actions.store(), job_id)
+    job = JobReader(user).require(actions.get_job(actions.store(), job_id))
     return render(request, "job.html", **_job_context(user, job), **_common(user, request))
 
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
 def job_fragment(job_id: str, request: Request, user: PageUser) -> HTMLResponse:
     """The job's changing part, polled by the page while the job runs."""
-    job = actions.get_job(actions.store(), job_id)
+    job = JobReader(user).require(actions.get_job(actions.store(), job_id))
     return render(request, "_job_body.html", **_job_context(user, job), **_common(user, request))
 
 
@@ -209,8 +213,8 @@ def job_fragment(job_id: str, request: Request, user: PageUser) -> HTMLResponse:
 async def cancel_page(job_id: str, request: Request, user: PageUser) -> Response:
     check_csrf(request, user, dict(await request.form()))
     store = actions.store()
-    job = actions.get_job(store, job_id)
-    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "PUT")
+    job = JobReader(user).require(actions.get_job(store, job_id))
+    require_run_permission(user, job_dag_id(job), "PUT")
     actions.cancel(job_id, store)
     root = request.scope.get("root_path", "").rstrip("/")
     return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
@@ -221,8 +225,8 @@ async def publish_page(job_id: str, repository: str, request: Request, user: Pag
     check_csrf(request, user, dict(await request.form()))
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
-    require_run_permission(user, job.dag_id or actions.JOB_DAG_ID, "POST")
+    job = JobReader(user).require(actions.get_job(store, job_id))
+    require_run_permission(user, job_dag_id(job), "POST")
     actions.publish(job, repository, config, store)
     root = request.scope.get("root_path", "").rstrip("/")
     return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
@@ -232,7 +236,7 @@ async def publish_page(job_id: str, repository: str, request: Request, user: Pag
 def diff_page(job_id: str, repository: str, request: Request, user: PageUser) -> HTMLResponse:
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
+    job = JobReader(user).require(actions.get_job(store, job_id))
     result = actions.get_result(store, job, repository)
     patch = store.get_patch(job_id, result.repository)
     files = (
@@ -258,7 +262,7 @@ def patch_download(job_id: str, repository: str, user: PageUser) -> Response:
 
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
+    job = JobReader(user).require(actions.get_job(store, job_id))
     key = actions.resolve_repository(job, repository)
     patch = store.get_patch(job_id, key)
     if patch is None:
@@ -275,7 +279,7 @@ def patch_download(job_id: str, repository: str, user: PageUser) -> Response:
 def thread_page(job_id: str, repository: str, request: Request, user: PageUser) -> HTMLResponse:
     config = actions.settings()
     store = actions.store(config)
-    job = actions.get_job(store, job_id)
+    job = JobReader(user).require(actions.get_job(store, job_id))
     result = actions.get_result(store, job, repository)
     raw = store.get_thread(job_id, result.repository)
     thread = actions.safe(raw, config) if raw is not None else None
@@ -301,7 +305,7 @@ def campaigns_page(request: Request, user: PageUser) -> HTMLResponse:
     return render(
         request,
         "campaigns.html",
-        campaigns=campaignview.list_campaigns(config, actions.store(config)),
+        campaigns=campaignview.list_campaigns(config, actions.store(config), JobReader(user)),
         folder=str(campaignview.campaigns_dir(config)),
         **_common(user, request),
     )
@@ -311,8 +315,9 @@ def campaigns_page(request: Request, user: PageUser) -> HTMLResponse:
 def campaign_page(name: str, request: Request, user: PageUser) -> HTMLResponse:
     config = actions.settings()
     store = actions.store(config)
-    info = campaignview.get_campaign(config, store, name)
-    points = campaignview.campaign_burndown(store, name, config)
+    reader = JobReader(user)
+    info = campaignview.get_campaign(config, store, name, reader)
+    points = campaignview.campaign_burndown(store, name, config, reader)
     return render(
         request,
         "campaign.html",
@@ -326,9 +331,10 @@ def campaign_page(name: str, request: Request, user: PageUser) -> HTMLResponse:
 @router.get("/runs/{dag_id}/{run_id:path}", response_class=HTMLResponse)
 def run_page(dag_id: str, run_id: str, request: Request, user: PageUser) -> Response:
     """The Results tab of a DAG run: its job, or why there is none (yet)."""
+    JobReader(user).require_dag(dag_id)  # the run's state is the DAG's to show
     job_id = job_id_for_run(dag_id, run_id)
     job = actions.store().get_job(job_id)
-    if job is not None:
+    if job is not None:  # the job page checks its own DAG
         root = request.scope.get("root_path", "").rstrip("/")
         return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
     from codybatch.airflow.ui.runs import run_state
