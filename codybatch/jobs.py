@@ -18,6 +18,8 @@ from codybatch.records import (
 from codybatch.spec import JobSpec
 from codybatch.store import StaleWriteError, Store
 
+UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
+
 
 def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:16]
@@ -53,7 +55,11 @@ def finalize_job(store: Store, job_id: str, reason: str | None = None) -> Job:
     usage = reduce(lambda a, b: a + b, (r.usage for r in results), Usage())
     failed = [r.repository for r in results if r.status == RepositoryStatus.FAILED]
     error = f"failed: {', '.join(failed)}" if failed else None
-    return store.update_job(job_id, status=status, usage=usage, error=error)
+    # A cancel that landed meanwhile stands; a finished job may be finalized again (a re-run).
+    not_cancelled = [s for s in JobStatus if s != JobStatus.CANCELLED]
+    return store.update_job(
+        job_id, only_from=not_cancelled, status=status, usage=usage, error=error
+    )
 
 
 def cancel_job(store: Store, job_id: str) -> Job:
@@ -64,7 +70,8 @@ def cancel_job(store: Store, job_id: str) -> Job:
     if job.status in FINISHED_JOB_STATUSES:
         return job
     _close_unfinished(store, job_id, RepositoryStatus.CANCELLED, "cancelled by a user")
-    return store.update_job(job_id, status=JobStatus.CANCELLED)
+    # A job that finished meanwhile keeps its status.
+    return store.update_job(job_id, only_from=UNFINISHED, status=JobStatus.CANCELLED)
 
 
 def _close_unfinished(store: Store, job_id: str, status: RepositoryStatus, error: str) -> None:

@@ -65,7 +65,7 @@ def run_worker(
     if had_patch:
         store.put_patch(job_id, repository, b"")  # an earlier attempt's patch is not this one's
     if job.status == JobStatus.PENDING:
-        store.update_job(job_id, status=JobStatus.RUNNING)
+        store.update_job(job_id, only_from=[JobStatus.PENDING], status=JobStatus.RUNNING)
 
     work = _Work(store, settings, result)
     try:

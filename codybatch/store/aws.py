@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -132,7 +132,9 @@ class AwsStore(Store):
                 found.append(item)
         return found
 
-    def update_job(self, job_id: str, **fields: Any) -> Job:
+    def update_job(
+        self, job_id: str, only_from: Iterable[JobStatus] | None = None, **fields: Any
+    ) -> Job:
         names = {f.name for f in dataclasses.fields(Job)}
         for name in fields:
             if name not in names or name == "job_id":
@@ -143,17 +145,32 @@ class AwsStore(Store):
             fields["usage"] = Usage.from_dict(fields["usage"])
         fields["updated_at"] = utcnow()
         attributes = {_attribute(name): _encode(name, value) for name, value in fields.items()}
+        update = _update_expression(attributes)
+        condition = "attribute_exists(jobId)"
+        if only_from is not None:
+            allowed = [JobStatus(x).value for x in only_from]
+            placeholders = [f":only{i}" for i in range(len(allowed))]
+            condition += f" AND #only IN ({', '.join(placeholders) or ':none'})"
+            update["ExpressionAttributeNames"]["#only"] = "status"
+            values = _serialize(dict(zip(placeholders, allowed, strict=True)) or {":none": ""})
+            update["ExpressionAttributeValues"] = {
+                **update.get("ExpressionAttributeValues", {}),
+                **values,
+            }
         try:
             response = self.dynamodb.update_item(
                 TableName=self.jobs_table,
                 Key=_serialize({"jobId": job_id}),
-                ConditionExpression="attribute_exists(jobId)",
+                ConditionExpression=condition,
                 ReturnValues="ALL_NEW",
-                **_update_expression(attributes),
+                **update,
             )
         except ClientError as error:
             if _code(error) == "ConditionalCheckFailedException":
-                raise NotFoundError(f"job {job_id} not found") from error
+                stored = self.get_job(job_id)
+                if stored is None:
+                    raise NotFoundError(f"job {job_id} not found") from error
+                return stored  # its status is not one of only_from: left as it is
             raise
         return _job_from_item(_deserialize(response["Attributes"]))
 

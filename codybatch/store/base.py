@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -43,8 +44,14 @@ class Store(ABC):
         """Jobs newest first, optionally of one status."""
 
     @abstractmethod
-    def update_job(self, job_id: str, **fields: Any) -> Job:
-        """Set fields of a job (status, usage, error, dag_id, run_id) and bump updated_at."""
+    def update_job(
+        self, job_id: str, only_from: Iterable[JobStatus] | None = None, **fields: Any
+    ) -> Job:
+        """Set fields of a job (status, usage, error, dag_id, run_id) and bump updated_at.
+
+        With `only_from`, the write happens only while the job's status is one of those
+        (e.g. a late worker must not turn a CANCELLED job back to RUNNING); the stored job
+        is returned either way."""
 
     @abstractmethod
     def get_result(self, job_id: str, repository: str) -> RepositoryResult | None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -127,12 +127,16 @@ class LocalStore(Store):
             rows = db.execute(query, (*args, limit, offset)).fetchall()
         return [Job.from_dict(json.loads(r[0])) for r in rows]
 
-    def update_job(self, job_id: str, **fields: Any) -> Job:
+    def update_job(
+        self, job_id: str, only_from: Iterable[JobStatus] | None = None, **fields: Any
+    ) -> Job:
         with self._connect(write=True) as db:
             row = db.execute("SELECT data FROM jobs WHERE job_id=?", (job_id,)).fetchone()
             if not row:
                 raise NotFoundError(f"job {job_id} not found")
             job = Job.from_dict(json.loads(row[0]))
+            if only_from is not None and job.status not in set(only_from):
+                return job
             for name, value in fields.items():
                 if not hasattr(job, name):
                     raise AttributeError(f"Job has no field {name!r}")

@@ -371,3 +371,17 @@ def test_purge_expired_removes_expired_jobs_with_their_results_and_files(store: 
     assert store.purge_expired(now=new.expires_at + timedelta(seconds=1)) == 1
     assert store.list_jobs() == []
     assert store.get_patch("job-new", REPOSITORIES[1]) is None
+
+
+def test_update_job_only_from_leaves_other_statuses_alone(store: Store) -> None:
+    job = Job(job_id="job-only", spec={"name": "n", "repositories": ["github.com/a/b"]})
+    store.create_job(job)
+
+    running = store.update_job("job-only", only_from=[JobStatus.PENDING], status=JobStatus.RUNNING)
+    assert running.status == JobStatus.RUNNING
+    store.update_job("job-only", status=JobStatus.CANCELLED)
+    kept = store.update_job("job-only", only_from=[JobStatus.PENDING], status=JobStatus.RUNNING)
+    assert kept.status == JobStatus.CANCELLED
+    assert store.get_job("job-only").status == JobStatus.CANCELLED
+    with pytest.raises(NotFoundError):
+        store.update_job("job-missing", only_from=[JobStatus.PENDING], status=JobStatus.RUNNING)
