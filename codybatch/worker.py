@@ -189,6 +189,7 @@ class _Work:
         from codybatch.agent import run_agent
 
         def on_thread(thread: dict[str, Any]) -> None:
+            self.check_still_ours()
             self.store.put_thread(
                 self.result.job_id, self.result.repository, redact(thread, self.settings.secrets)
             )
@@ -228,12 +229,23 @@ class _Work:
             )
         r.were_changes_necessary = bool(patch)
         r.details["changed_files"] = git.changed_files(self.checkout)[:1000]
+        self.check_still_ours()
         self.store.put_patch(r.job_id, r.repository, patch)
         r.has_patch = bool(patch)
         claimed = (r.details.get("agent") or {}).get("changes_claimed")
         if claimed is not None and claimed != r.were_changes_necessary:
             r.details["disagreement"] = (
                 f"Claude said changes_necessary={claimed}, the diff says {r.were_changes_necessary}"
+            )
+
+    def check_still_ours(self) -> None:
+        """Raise StaleWriteError when someone wrote the result since this attempt began (a
+        cancel, or another attempt of the same repository): its patch and thread stand."""
+        stored = self.store.get_result(self.result.job_id, self.result.repository)
+        if stored is None or stored.revision != self.result.revision:
+            raise StaleWriteError(
+                f"{self.result.repository} was taken over (cancelled or re-attempted): "
+                "this attempt stops without writing"
             )
 
     def fail(self, error: str) -> None:

@@ -365,6 +365,7 @@ def test_a_cancel_during_the_run_is_not_overwritten(
     result = run_worker(job_id, keys[0], settings=settings, store=store)
     assert result.status == RepositoryStatus.CANCELLED
     assert result == stored(store, job_id, keys[0])
+    assert store.get_patch(job_id, keys[0]) is None  # the cancelled attempt wrote nothing
     job = store.get_job(job_id)
     assert job is not None and job.status == JobStatus.CANCELLED
 
@@ -455,3 +456,33 @@ def test_verify_output_is_redacted(
     assert done.status == RepositoryStatus.FAILED
     assert token not in (done.error or "") and token not in str(done.details)
     assert token.encode() not in (settings.home / "codybatch.db").read_bytes()
+
+
+def test_an_overtaken_attempt_does_not_overwrite_the_newer_patch(
+    store: LocalStore, settings: Settings, repos: dict[str, Path], tmp_path: Path
+) -> None:
+    counter = tmp_path / "counter"
+    job_id = register_job(
+        JobSpec.parse(
+            {"name": "n", "steps": ["true"], "repositories": [str(repos["a"])]}, settings
+        ),
+        store,
+    ).job_id
+    # Attempt 1's step starts attempt 2 (as a re-submitted Batch job would) and waits for it.
+    newer = (
+        f"CODYBATCH_HOME={settings.home} {sys.executable} -m codybatch worker --force "
+        f"--job-id {job_id} "
+        f"--repository {repos['a']} > /dev/null 2>&1"
+    )
+    step = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
+        f"echo attempt$n > out.txt; if [ $n = 1 ]; then {newer}; fi"
+    )
+    job = store.get_job(job_id)
+    store.update_job(job_id, spec={**job.spec, "steps": [step]})
+    run_worker(job_id, str(repos["a"]), settings=settings, store=store)
+
+    final = stored(store, job_id, str(repos["a"]))
+    assert final.status == RepositoryStatus.COMPLETED and final.attempts == 2
+    patch = store.get_patch(job_id, str(repos["a"])) or b""
+    assert b"+attempt2" in patch and b"attempt1" not in patch
