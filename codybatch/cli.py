@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from codybatch.records import Job, JobStatus, RepositoryResult
+from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus
 from codybatch.settings import Settings
 
 
@@ -109,7 +109,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         print(_result_rows(results))
         print(f"\njob {job.job_id}: {job.status.value}")
         print(f"patches: codybatch diff {job.job_id} REPOSITORY")
-    return 0 if job.status.value == "COMPLETED" else 1
+    return 0 if job.status == JobStatus.COMPLETED else 1
+
+
+# `codybatch worker` exit codes: 0 done, 3 the repository FAILED and the store says why (a
+# retry would repeat it), 75 the worker itself failed (a retry may help). Python's own
+# exit 1 (an uncaught error) is therefore never mistaken for a recorded failure.
+EXIT_RECORDED_FAILURE = 3
+EXIT_TEMPORARY_FAILURE = 75
 
 
 def _forbid_inspection() -> None:
@@ -141,7 +148,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as exc:
         # Not a recorded failure of the repository: the runner may retry (EX_TEMPFAIL).
         logging.getLogger("codybatch.worker").exception("worker error: %s", exc)
-        return 75
+        return EXIT_TEMPORARY_FAILURE
     print(
         json.dumps(
             {
@@ -153,7 +160,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
     )
-    return 1 if result.status.value == "FAILED" else 0
+    return EXIT_RECORDED_FAILURE if result.status == RepositoryStatus.FAILED else 0
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:

@@ -48,10 +48,7 @@ def finalize_job(store: Store, job_id: str, reason: str | None = None) -> Job:
         "re-run the job to retry this repository",
     )
     results = store.list_results(job_id)
-    job = store.get_job(job_id)
     status = job_status_from_results(results)
-    if job is not None and job.status == JobStatus.CANCELLED:
-        status = JobStatus.CANCELLED
     usage = reduce(lambda a, b: a + b, (r.usage for r in results), Usage())
     failed = [r.repository for r in results if r.status == RepositoryStatus.FAILED]
     error = f"failed: {', '.join(failed)}" if failed else None

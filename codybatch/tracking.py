@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from github import Github
 from github.PullRequest import PullRequest
 
 from codybatch.github import GitHubError, client, github_call
@@ -68,10 +69,9 @@ def review_state(pull: PullRequest) -> str:
     return "commented" if "COMMENTED" in states else "none"
 
 
-def refresh(result: RepositoryResult, settings: Settings) -> dict[str, Any]:
+def refresh(result: RepositoryResult, gh: Github, settings: Settings) -> dict[str, Any]:
     """Ask GitHub for one PR's state, checks and review; return the tracking record."""
     repo = parse_repository(result.repository)
-    gh = client(settings)
 
     def fetch() -> dict[str, Any]:
         pull = gh.get_repo(f"{repo.owner}/{repo.name}").get_pull(int(result.pr_number or 0))
@@ -99,12 +99,13 @@ def pull_requests_to_track(store: Store, limit: int = 1000) -> list[RepositoryRe
 def track_pull_requests(store: Store, settings: Settings) -> list[Tracked]:
     """Refresh every open PR Cody Batch opened and store it; one failure never stops the rest."""
     tracked = []
+    gh = client(settings)  # one client (and HTTP session) for the whole sweep
     for result in pull_requests_to_track(store):
         item = Tracked(
             result.job_id, result.repository, int(result.pr_number or 0), result.pr_state, None
         )
         try:
-            record = refresh(result, settings)
+            record = refresh(result, gh, settings)
         except GitHubError as exc:
             item.error = str(exc)
             log.warning("%s #%s: %s", result.repository, result.pr_number, exc)

@@ -21,6 +21,7 @@ from codybatch.settings import Settings
 from codybatch.shell import run_command, truncate
 from codybatch.spec import JobSpec, Repository, SpecError, is_allowed
 from codybatch.store import StaleWriteError, Store, open_store
+from codybatch.verify import run_verify
 
 log = logging.getLogger("codybatch.worker")
 
@@ -169,30 +170,18 @@ class _Work:
                 raise WorkerError(f"step {i} ({command!r}) {why}: {truncate(done.output, 2000)}")
 
     def run_verify(self, spec: JobSpec, checkout: Path) -> None:
-        done = run_command(
-            spec.verify or "",
-            checkout,
-            timeout=self.settings.step_timeout,
-            passthrough=self.settings.step_env,
-        )
-        output = redact_text(done.output, self.settings.secrets)
-        self.result.details["verify"] = {
-            "command": spec.verify,
-            "passed": done.ok,
-            "rounds": 1,
-            "output": truncate(output, 4000),
-        }
-        if not done.ok:
-            self.fail(f"verify ({spec.verify!r}) failed: {truncate(output, 2000)}")
+        run = run_verify(spec.verify or "", checkout, self.settings)
+        self.result.details["verify"] = {**run, "rounds": 1}
+        if not run["passed"]:
+            self.fail(f"verify ({spec.verify!r}) failed: {truncate(run['output'], 2000)}")
 
     def run_agent(self, spec: JobSpec, checkout: Path) -> None:
         from codybatch.agent import run_agent
 
         def on_thread(thread: dict[str, Any]) -> None:
             self.check_still_ours()
-            self.store.put_thread(
-                self.result.job_id, self.result.repository, redact(thread, self.settings.secrets)
-            )
+            # The agent hands out threads already redacted (its tests check that).
+            self.store.put_thread(self.result.job_id, self.result.repository, thread)
             self.result.has_thread = True
 
         outcome = run_agent(checkout, spec, self.settings, on_thread)

@@ -228,7 +228,7 @@ def test_worker_command(
     code, out, _ = run_cli(
         capsys, "worker", "--job-id", job.job_id, "--repository", f"file://{repos[2]}"
     )
-    assert code == 1
+    assert code == 3  # recorded: the runner does not retry it
     assert json.loads(out)["status"] == "FAILED"
     code, out, _ = run_cli(capsys, "worker", "--job-id", "job-missing", "--repository", "a/b")
     assert code == 75 and out == ""

@@ -33,8 +33,9 @@ from codybatch.agent.tools import (
 from codybatch.records import Usage
 from codybatch.redact import redact, redact_text
 from codybatch.settings import Settings
-from codybatch.shell import run_command, truncate
+from codybatch.shell import truncate
 from codybatch.spec import JobSpec
+from codybatch.verify import run_verify
 
 THREAD_FORMAT = "codybatch-thread/1"
 MAX_OUTPUT_TOKENS = 16_000  # per response; non-streaming calls allow up to ~21k
@@ -43,7 +44,6 @@ SLOW_MODELS = frozenset({"claude-opus-4", "claude-opus-4-0", "claude-opus-4-1"})
 MIN_OUTPUT_TOKENS = 1_024  # a call that cannot afford this much output is not made
 EDITOR_SCHEMA_TOKENS = 700  # the text editor's built-in schema, billed but not sent
 VERIFY_FIX_ROUNDS = 3
-VERIFY_TAIL = 4_000
 EPHEMERAL = {"type": "ephemeral"}
 
 FINISHED = "finished"
@@ -341,26 +341,8 @@ class _Session:
 
     def run_verify(self) -> dict[str, Any]:
         assert self.spec.verify
-        result = run_command(
-            self.spec.verify,
-            self.checkout,
-            timeout=self.settings.step_timeout,
-            passthrough=self.settings.step_env,
-        )
-        tail = redact_text(result.output, self.settings.secrets)
-        if len(tail) > VERIFY_TAIL:
-            tail = (
-                f"[... {len(tail) - VERIFY_TAIL:,} characters elided ...]\n" + tail[-VERIFY_TAIL:]
-            )
-        run = {
-            "command": self.spec.verify,
-            "exit_code": result.exit_code,
-            "passed": result.ok,
-            "timed_out": result.timed_out,
-            "seconds": result.seconds,
-            "output": tail,
-            "after_turn": len(self.turns),
-        }
+        run = run_verify(self.spec.verify, self.checkout, self.settings)
+        run["after_turn"] = len(self.turns)
         self.verify_runs.append(run)
         self.edits_at_verify = self.edits
         return run

@@ -16,7 +16,6 @@ import secrets
 import stat
 import subprocess
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -105,7 +104,6 @@ FINISH_TOOL: dict[str, Any] = {
         "required": ["changes_necessary", "summary"],
     },
 }
-TOOLS: list[dict[str, Any]] = [EDITOR_TOOL, SEARCH_TOOL, FINISH_TOOL]
 
 
 class ToolError(Exception):
@@ -694,8 +692,3 @@ def parse_finish(tool_input: Any) -> Finish:
     if changes and not title:
         raise ToolError("finish needs `pr_title` when changes_necessary is true")
     return Finish(changes, truncate(summary.strip(), 20_000), title)
-
-
-def iter_tool_uses(content: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """The tool_use blocks of an assistant message."""
-    return (block for block in content if block.get("type") == "tool_use")

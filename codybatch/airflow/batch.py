@@ -102,8 +102,3 @@ def terminate_batch_jobs(
     if stopped:
         log.info("terminated %d Batch jobs of %s: %s", len(stopped), job_id, stopped)
     return stopped
-
-
-def terminate_unfinished(context: Any, job_id: str) -> list[str]:
-    """finalize's hook: stop Batch jobs a failed or killed deferred task left running."""
-    return terminate_batch_jobs(job_id)

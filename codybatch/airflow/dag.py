@@ -12,6 +12,7 @@ from airflow.sdk import DAG, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from codybatch.airflow.params import job_params, spec_input
+from codybatch.cli import EXIT_RECORDED_FAILURE
 from codybatch.records import JobStatus, job_id_for_run
 from codybatch.settings import Settings
 
@@ -81,7 +82,7 @@ def _process_local(job_id: str, repository: str) -> str:
     for line in proc.stdout:
         log.info("%s", line.rstrip())
     code = proc.wait()
-    if code == 1:
+    if code == EXIT_RECORDED_FAILURE:
         # The worker recorded why; running it again would repeat the same failure.
         raise AirflowFailException(f"{repository} failed; the job's results say why")
     if code != 0:
@@ -95,15 +96,15 @@ def finalize(items: list[dict[str, str]] | None = None) -> str:
     from codybatch.jobs import finalize_job
     from codybatch.store import open_store
 
-    context = get_current_context()
     if not items:
         raise AirflowFailException("no job was registered (validate or register failed)")
     job_id = items[0]["job_id"]
     store = open_store()
     if Settings.from_env().runner == "batch":
-        from codybatch.airflow.batch import terminate_unfinished
+        from codybatch.airflow.batch import terminate_batch_jobs
 
-        terminate_unfinished(context, job_id)
+        # Batch jobs a failed or killed deferred task left running.
+        terminate_batch_jobs(job_id)
     job = finalize_job(store, job_id)
     log.info("job %s: %s", job_id, job.status)
     if job.status in (JobStatus.FAILED, JobStatus.PARTIAL):
