@@ -6,7 +6,6 @@ invalid campaign is an import error of that file alone and never hides the other
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -64,7 +63,17 @@ def campaigns_dir(settings: Settings | None = None) -> Path:
 
 
 def stubs_dir() -> Path:
-    return Path(os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or ROOT / "dags") / "campaigns"
+    """dags/campaigns/ under Airflow's configured DAGs folder."""
+    from airflow import settings as airflow_settings
+
+    return Path(airflow_settings.DAGS_FOLDER) / "campaigns"
+
+
+def campaign_files(folder: Path) -> list[Path]:
+    """The campaign files (*.yaml, *.yml) of a folder, sorted; none when it does not exist."""
+    if not folder.is_dir():
+        return []
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
 
 
 def campaign_name(path: Path) -> str:
@@ -150,12 +159,10 @@ def campaign_dag(file_name: str) -> Any:
 
 def sync_campaign_stubs(source: Path | None = None, target: Path | None = None) -> list[Path]:
     """Write one DAG stub per campaign file and remove stubs whose file is gone."""
-    source = source or campaigns_dir()
     target = target or stubs_dir()
-    files = sorted([*source.glob("*.yaml"), *source.glob("*.yml")]) if source.exists() else []
     target.mkdir(parents=True, exist_ok=True)
     wanted: dict[Path, str] = {}
-    for path in files:
+    for path in campaign_files(source or campaigns_dir()):
         name = campaign_name(path)
         stub = target / f"{name}.py"
         if stub in wanted:
