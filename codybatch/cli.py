@@ -229,26 +229,30 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _result_or_fail(settings: Settings, job_id: str, repository: str) -> RepositoryResult | None:
-    result = _store(settings).get_result(job_id, _repo_key(repository))
-    if result is None:
+def _stored_result(settings: Settings, job_id: str, repository: str) -> tuple[Any, str] | None:
+    """The store and the repository's key when the job has that repository, else None."""
+    store, key = _store(settings), _repo_key(repository)
+    if store.get_result(job_id, key) is None:
         print(f"no result for {repository} in job {job_id}", file=sys.stderr)
-    return result
+        return None
+    return store, key
 
 
 def cmd_diff(args: argparse.Namespace, settings: Settings) -> int:
-    if _result_or_fail(settings, args.job_id, args.repository) is None:
+    found = _stored_result(settings, args.job_id, args.repository)
+    if found is None:
         return 1
-    patch = _store(settings).get_patch(args.job_id, _repo_key(args.repository)) or b""
-    sys.stdout.buffer.write(patch)
+    store, key = found
+    sys.stdout.buffer.write(store.get_patch(args.job_id, key) or b"")
     return 0
 
 
 def cmd_thread(args: argparse.Namespace, settings: Settings) -> int:
-    if _result_or_fail(settings, args.job_id, args.repository) is None:
+    found = _stored_result(settings, args.job_id, args.repository)
+    if found is None:
         return 1
-    thread = _store(settings).get_thread(args.job_id, _repo_key(args.repository))
-    print(json.dumps(thread, indent=2))
+    store, key = found
+    print(json.dumps(store.get_thread(args.job_id, key), indent=2))
     return 0
 
 
