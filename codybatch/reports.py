@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from codybatch.records import Job, RepositoryResult, RepositoryStatus
 from codybatch.store import Store
+
+# A job and its results, as read once from the store.
+JobResults = tuple[Job, Sequence[RepositoryResult]]
 
 RESULT_COLUMNS = [
     "job_id",
@@ -45,6 +48,20 @@ JOB_COLUMNS = [
     "created_at",
     "updated_at",
 ]
+
+
+def result_counts(results: Sequence[RepositoryResult]) -> dict[str, int]:
+    """How many repositories changed, failed, are finished, of all; PRs by state."""
+    return {
+        "total": len(results),
+        "finished": sum(r.finished for r in results),
+        "changed": sum(bool(r.were_changes_necessary) for r in results),
+        "failed": sum(r.status == RepositoryStatus.FAILED for r in results),
+        "pull_requests": sum(bool(r.pr_url) for r in results),
+        "prs_open": sum(r.pr_state == "open" for r in results),
+        "prs_merged": sum(r.pr_state == "merged" for r in results),
+        "prs_closed": sum(r.pr_state == "closed" for r in results),
+    }
 
 
 def _cell(value: Any) -> Any:
@@ -93,14 +110,15 @@ def results_csv(job: Job, results: Sequence[RepositoryResult]) -> str:
 
 
 def job_row(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
+    counts = result_counts(results)
     return {
         "job_id": job.job_id,
         "name": job.name,
         "status": job.status.value,
         "campaign": job.spec.get("campaign"),
         "repositories": len(job.repositories),
-        "changed": sum(1 for r in results if r.were_changes_necessary),
-        "failed": sum(1 for r in results if r.status == RepositoryStatus.FAILED),
+        "changed": counts["changed"],
+        "failed": counts["failed"],
         "total_tokens": job.usage.total_tokens,
         "usd": job.usage.usd,
         "created_at": job.created_at.isoformat(),
@@ -108,9 +126,14 @@ def job_row(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
     }
 
 
-def jobs_csv(store: Store, jobs: Sequence[Job]) -> str:
-    """One row per job with its counts."""
-    return _csv(JOB_COLUMNS, [job_row(j, store.list_results(j.job_id)) for j in jobs])
+def jobs_csv_of(rows: Iterable[JobResults]) -> str:
+    """One row per job with its counts, from jobs and the results already read for them."""
+    return _csv(JOB_COLUMNS, [job_row(job, results) for job, results in rows])
+
+
+def jobs_csv(store: Store, jobs: Iterable[Job]) -> str:
+    """jobs_csv_of, reading each job's results from the store (the CLI's export)."""
+    return jobs_csv_of((j, store.list_results(j.job_id)) for j in jobs)
 
 
 def campaign_jobs(store: Store, campaign: str, limit: int = 1000) -> list[Job]:
@@ -119,24 +142,25 @@ def campaign_jobs(store: Store, campaign: str, limit: int = 1000) -> list[Job]:
     return sorted(jobs, key=lambda j: j.created_at)
 
 
-def burndown(store: Store, campaign: str) -> list[dict[str, Any]]:
-    """Per campaign run: repositories still needing change, PRs open, PRs merged."""
+def burndown(runs: Iterable[JobResults]) -> list[dict[str, Any]]:
+    """Per campaign run, in the order given: repositories still needing change, PRs open,
+    PRs merged."""
     points = []
-    for job in campaign_jobs(store, campaign):
-        results = store.list_results(job.job_id)
+    for job, results in runs:
+        counts = result_counts(results)
         points.append(
             {
                 "job_id": job.job_id,
                 "at": job.created_at.isoformat(),
                 "status": job.status.value,
-                "repositories": len(results),
+                "repositories": counts["total"],
                 "needing_change": sum(
                     1
                     for r in results
                     if r.were_changes_necessary and r.pr_state not in ("merged", "closed")
                 ),
-                "prs_open": sum(1 for r in results if r.pr_state == "open"),
-                "prs_merged": sum(1 for r in results if r.pr_state == "merged"),
+                "prs_open": counts["prs_open"],
+                "prs_merged": counts["prs_merged"],
                 "done": sum(
                     1
                     for r in results

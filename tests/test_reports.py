@@ -9,7 +9,14 @@ from pathlib import Path
 
 from codybatch.cli import main
 from codybatch.records import Job, RepositoryResult, RepositoryStatus, Usage, utcnow
-from codybatch.reports import burndown, jobs_csv, results_csv
+from codybatch.reports import (
+    burndown,
+    campaign_jobs,
+    jobs_csv,
+    jobs_csv_of,
+    result_counts,
+    results_csv,
+)
 from codybatch.store.local import LocalStore
 
 
@@ -61,16 +68,54 @@ def test_burndown_follows_campaign_runs(tmp_path: Path) -> None:
     )
     _job(store, "job-c", None, [(True, "open", failed)], 1)
 
-    points = burndown(store, "weekly")
+    runs = [(j, store.list_results(j.job_id)) for j in campaign_jobs(store, "weekly")]
+    points = burndown(runs)
 
     assert [p["job_id"] for p in points] == ["job-a", "job-b"]
     assert [(p["needing_change"], p["prs_open"], p["prs_merged"]) for p in points] == [
         (2, 2, 0),
         (1, 1, 1),
     ]
-    rows = list(csv.DictReader(io.StringIO(jobs_csv(store, store.list_jobs()))))
+    assert [(p["repositories"], p["done"]) for p in points] == [(3, 1), (3, 1)]
+    text = jobs_csv(store, store.list_jobs())
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["job_id"] for r in rows] == ["job-c", "job-b", "job-a"]
     assert rows[0]["failed"] == "1" and rows[2]["changed"] == "2"
+    # The same rows from results already read (what the API's export does).
+    assert jobs_csv_of((j, store.list_results(j.job_id)) for j in store.list_jobs()) == text
+
+
+def test_result_counts() -> None:
+    def result(status, changed=None, pr_state=None) -> RepositoryResult:
+        pr_url = "https://github.com/a/b/pull/1" if pr_state else None
+        return RepositoryResult(
+            job_id="j",
+            repository="github.com/a/b",
+            status=status,
+            were_changes_necessary=changed,
+            pr_url=pr_url,
+            pr_state=pr_state,
+        )
+
+    done, failed = RepositoryStatus.COMPLETED, RepositoryStatus.FAILED
+    results = [
+        result(done, True, "open"),
+        result(done, True, "merged"),
+        result(done, False),
+        result(failed),
+        result(RepositoryStatus.RUNNING),
+    ]
+
+    assert result_counts(results) == {
+        "total": 5,
+        "finished": 4,
+        "changed": 2,
+        "failed": 1,
+        "pull_requests": 2,
+        "prs_open": 1,
+        "prs_merged": 1,
+        "prs_closed": 0,
+    }
 
 
 def test_cli_csv(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from fastapi.responses import Response
+
+from codybatch.airflow.dag import JOB_DAG_ID
 from codybatch.airflow.ui.runs import RunError, fail_run, new_run_id, trigger_run
 from codybatch.records import (
     FINISHED_JOB_STATUSES,
@@ -19,13 +23,13 @@ from codybatch.records import (
     job_id_for_run,
 )
 from codybatch.redact import redact, redact_text
+from codybatch.reports import result_counts
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec, parse_repository
 from codybatch.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-JOB_DAG_ID = "codybatch_job"
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 
@@ -77,20 +81,6 @@ def parse_status(raw: str | None) -> JobStatus | None:
             400,
             [{"field": "status", "message": f"must be one of {choices}"}],
         ) from None
-
-
-def result_counts(results: list[RepositoryResult]) -> dict[str, int]:
-    """How many repositories changed, failed, are finished, of all; PRs by state."""
-    return {
-        "total": len(results),
-        "finished": sum(r.finished for r in results),
-        "changed": sum(bool(r.were_changes_necessary) for r in results),
-        "failed": sum(r.status == RepositoryStatus.FAILED for r in results),
-        "pull_requests": sum(bool(r.pr_url) for r in results),
-        "prs_open": sum(r.pr_state == "open" for r in results),
-        "prs_merged": sum(r.pr_state == "merged" for r in results),
-        "prs_closed": sum(r.pr_state == "closed" for r in results),
-    }
 
 
 JobFilter = Callable[[list[Job]], list[Job]]
@@ -207,6 +197,38 @@ def result_dict(result: RepositoryResult) -> dict:
     return data
 
 
+def safe_filename(text: str) -> str:
+    """Letters, digits, dot, dash and underscore only: safe inside a Content-Disposition."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-80:] or "codybatch"
+
+
+def patch_filename(job_id: str, repository: str) -> str:
+    """A safe file name for a downloaded patch."""
+    return f"{safe_filename(job_id)}-{safe_filename(repository)}.patch"
+
+
+def patch_response(
+    the_store: Store,
+    job: Job,
+    repository: str,
+    config: Settings,
+    disposition: Literal["inline", "attachment"],
+) -> Response:
+    """The patch of one of the job's repositories as text/x-diff, secrets masked; 404 if none."""
+    key = resolve_repository(job, repository)
+    patch = the_store.get_patch(job.job_id, key)
+    if patch is None:
+        raise ActionError(f"{key} of job {job.job_id} has no patch (yet)", 404)
+    text = safe_text(patch.decode("utf-8", "surrogateescape"), config)
+    return Response(
+        text.encode("utf-8", "surrogateescape"),
+        media_type="text/x-diff",
+        headers={
+            "Content-Disposition": f'{disposition}; filename="{patch_filename(job.job_id, key)}"'
+        },
+    )
+
+
 @dataclass
 class Created:
     job: Job
@@ -254,7 +276,7 @@ def cancel(job_id: str, the_store: Store) -> Job:
     return cancel_job(the_store, job_id)
 
 
-def can_publish(job: Job, result: RepositoryResult) -> bool:
+def can_publish(result: RepositoryResult) -> bool:
     """A finished result with a patch but no pull request, on a GitHub repository."""
     if result.status != RepositoryStatus.COMPLETED or not result.has_patch or result.pr_url:
         return False
@@ -267,16 +289,14 @@ def can_publish(job: Job, result: RepositoryResult) -> bool:
 def publish(job: Job, raw: str, config: Settings, the_store: Store) -> list[RepositoryResult]:
     """Open the pull request of a patch-only result (codybatch.publish)."""
     result = get_result(the_store, job, raw)
-    if not can_publish(job, result):
+    if not can_publish(result):
         raise ActionError(
             f"{result.repository} has nothing to publish: it needs a completed result with a "
             "patch, on a GitHub repository, and no pull request yet",
             409,
         )
-    try:
-        from codybatch.publish import PublishError, publish_stored
-    except ImportError:
-        raise ActionError("publishing is not available in this version", 501) from None
+    from codybatch.publish import PublishError, publish_stored
+
     try:
         return publish_stored(job.job_id, result.repository, config, the_store)
     except PublishError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
@@ -12,12 +11,15 @@ from codybatch import reports
 from codybatch.airflow.ui import actions, campaignview
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import (
+    ApiJob,
     ApiUser,
     JobReader,
     check_csrf,
     job_dag_id,
+    readable_job,
     require_run_permission,
 )
+from codybatch.records import Job
 from codybatch.spec import SpecError
 
 router = APIRouter(tags=["Cody Batch"])
@@ -66,15 +68,18 @@ def list_jobs(
     format: Format = "json",
 ) -> Any:
     config = actions.settings()
-    the_store = actions.store(config)
     page = actions.list_jobs(
-        the_store, actions.parse_status(status), limit, offset, visible=JobReader(user).jobs
+        actions.store(config),
+        actions.parse_status(status),
+        limit,
+        offset,
+        visible=JobReader(user).jobs,
     )
     if format == "csv":
         name = "codybatch-jobs" + (f"-{page.status.value.lower()}" if page.status else "")
         if offset:
             name += f"-from-{offset}"
-        text = reports.jobs_csv(the_store, page.jobs)
+        text = reports.jobs_csv_of((j, page.results[j.job_id]) for j in page.jobs)
         return csv_response(actions.safe_text(text, config), f"{name}.csv")
     return {
         "jobs": [
@@ -121,14 +126,13 @@ def create_job(
     summary="A job and its repository results (?format=csv: one row per repository)",
     responses={**NOT_FOUND, **CSV},
 )
-def get_job(job_id: str, user: ApiUser, format: Format = "json") -> Any:
+def get_job(job: ApiJob, format: Format = "json") -> Any:
     config = actions.settings()
-    store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
-    results = store.list_results(job_id)
+    results = actions.store(config).list_results(job.job_id)
     if format == "csv":
         text = reports.results_csv(job, results)
-        return csv_response(actions.safe_text(text, config), f"{safe_filename(job_id)}.csv")
+        filename = f"{actions.safe_filename(job.job_id)}.csv"
+        return csv_response(actions.safe_text(text, config), filename)
     return actions.job_dict(job, results, config)
 
 
@@ -139,10 +143,10 @@ def get_job(job_id: str, user: ApiUser, format: Format = "json") -> Any:
 )
 def cancel_job(job_id: str, request: Request, user: ApiUser) -> dict[str, Any]:
     check_csrf(request, user)
+    job = readable_job(job_id, user)
+    require_run_permission(user, job_dag_id(job), "PUT")
     config = actions.settings()
     store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
-    require_run_permission(user, job_dag_id(job), "PUT")
     job = actions.cancel(job_id, store)
     return actions.job_dict(job, store.list_results(job_id), config)
 
@@ -153,24 +157,12 @@ def cancel_job(job_id: str, request: Request, user: ApiUser) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"text/x-diff": {}}}, **NOT_FOUND},
 )
-def get_diff(job_id: str, repository: str, user: ApiUser) -> Response:
+def get_diff(job: ApiJob, repository: str) -> Response:
+    name = f"{repository}/diff"
+    if not actions.is_repository_of(job, repository) and actions.is_repository_of(job, name):
+        return JSONResponse(_result(job, name))
     config = actions.settings()
-    store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
-    if not actions.is_repository_of(job, repository) and actions.is_repository_of(
-        job, f"{repository}/diff"
-    ):
-        return JSONResponse(_result(store, job, f"{repository}/diff"))
-    key = actions.resolve_repository(job, repository)
-    patch = store.get_patch(job_id, key)
-    if patch is None:
-        raise ActionError(f"{key} of job {job_id} has no patch (yet)", 404)
-    text = actions.safe_text(patch.decode("utf-8", "surrogateescape"), config)
-    return Response(
-        text.encode("utf-8", "surrogateescape"),
-        media_type="text/x-diff",
-        headers={"Content-Disposition": f'inline; filename="{patch_filename(job_id, key)}"'},
-    )
+    return actions.patch_response(actions.store(config), job, repository, config, "inline")
 
 
 @router.get(
@@ -178,17 +170,15 @@ def get_diff(job_id: str, repository: str, user: ApiUser) -> Response:
     summary="The Claude message thread of one repository",
     responses=NOT_FOUND,
 )
-def get_thread(job_id: str, repository: str, user: ApiUser) -> Any:
-    config = actions.settings()
-    store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
+def get_thread(job: ApiJob, repository: str) -> Any:
     name = f"{repository}/claude-thread"
     if not actions.is_repository_of(job, repository) and actions.is_repository_of(job, name):
-        return _result(store, job, name)
+        return _result(job, name)
+    config = actions.settings()
     key = actions.resolve_repository(job, repository)
-    thread = store.get_thread(job_id, key)
+    thread = actions.store(config).get_thread(job.job_id, key)
     if thread is None:
-        raise ActionError(f"{key} of job {job_id} has no Claude thread", 404)
+        raise ActionError(f"{key} of job {job.job_id} has no Claude thread", 404)
     return actions.safe(thread, config)
 
 
@@ -199,11 +189,10 @@ def get_thread(job_id: str, repository: str, user: ApiUser) -> Any:
 )
 def publish(job_id: str, repository: str, request: Request, user: ApiUser) -> dict[str, Any]:
     check_csrf(request, user)
-    config = actions.settings()
-    store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
+    job = readable_job(job_id, user)
     require_run_permission(user, job_dag_id(job), "POST")
-    results = actions.publish(job, repository, config, store)
+    config = actions.settings()
+    results = actions.publish(job, repository, config, actions.store(config))
     return {"results": [actions.safe(actions.result_dict(r), config) for r in results]}
 
 
@@ -212,10 +201,8 @@ def publish(job_id: str, repository: str, request: Request, user: ApiUser) -> di
     summary="The result of one repository (owner/name URL-encoded, or its key)",
     responses=NOT_FOUND,
 )
-def get_result(job_id: str, repository: str, user: ApiUser) -> dict[str, Any]:
-    config = actions.settings()
-    store = actions.store(config)
-    return _result(store, JobReader(user).require(actions.get_job(store, job_id)), repository)
+def get_result(job: ApiJob, repository: str) -> dict[str, Any]:
+    return _result(job, repository)
 
 
 @router.get("/campaigns", summary="Campaigns of DAGs you may read: files, DAGs and runs")
@@ -232,27 +219,14 @@ def list_campaigns(user: ApiUser) -> dict[str, Any]:
 )
 def get_campaign(name: str, user: ApiUser) -> dict[str, Any]:
     config = actions.settings()
-    store = actions.store(config)
-    reader = JobReader(user)
-    info = campaignview.get_campaign(config, store, name, reader)
-    data = actions.safe(info.to_dict(), config)
-    data["burndown"] = campaignview.campaign_burndown(store, name, config, reader)
-    return data
+    info, points = campaignview.get_campaign(config, actions.store(config), name, JobReader(user))
+    return {**actions.safe(info.to_dict(), config), "burndown": points}
 
 
-def _result(store, job, repository: str) -> dict[str, Any]:
-    result = actions.get_result(store, job, repository)
-    return actions.safe(actions.result_dict(result), actions.settings())
-
-
-def safe_filename(text: str) -> str:
-    """Letters, digits, dot, dash and underscore only: safe inside a Content-Disposition."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-80:] or "codybatch"
-
-
-def patch_filename(job_id: str, repository: str) -> str:
-    """A safe file name for a downloaded patch."""
-    return f"{safe_filename(job_id)}-{safe_filename(repository)}.patch"
+def _result(job: Job, repository: str) -> dict[str, Any]:
+    config = actions.settings()
+    result = actions.get_result(actions.store(config), job, repository)
+    return actions.safe(actions.result_dict(result), config)
 
 
 def csv_response(text: str, filename: str) -> Response:
@@ -260,5 +234,7 @@ def csv_response(text: str, filename: str) -> Response:
     return Response(
         text.encode("utf-8"),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{safe_filename(filename)}"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{actions.safe_filename(filename)}"'
+        },
     )

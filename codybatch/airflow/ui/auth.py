@@ -17,7 +17,8 @@ from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, oauth
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials
 
-from codybatch.airflow.ui.actions import JOB_DAG_ID
+from codybatch.airflow.dag import JOB_DAG_ID
+from codybatch.airflow.ui import actions
 from codybatch.records import Job
 
 CSRF_FIELD = "csrf_token"
@@ -113,9 +114,6 @@ class JobReader:
     def can_read_dag(self, dag_id: str) -> bool:
         return dag_id in self.readable_dags([dag_id])
 
-    def can_read(self, job: Job) -> bool:
-        return self.can_read_dag(job_dag_id(job))
-
     def jobs(self, jobs: Iterable[Job]) -> list[Job]:
         """The jobs the user may read, in their order."""
         jobs = list(jobs)
@@ -135,6 +133,25 @@ class JobReader:
         """The job, or 403 unless the user may read runs of its DAG."""
         self.require_dag(job_dag_id(job))
         return job
+
+
+def readable_job(job_id: str, user: BaseUser) -> Job:
+    """The job: 404 when there is none, 403 unless the user may read runs of its DAG."""
+    return JobReader(user).require(actions.get_job(actions.store(), job_id))
+
+
+def _api_job(job_id: str, user: ApiUser) -> Job:
+    return readable_job(job_id, user)
+
+
+def _page_job(job_id: str, user: PageUser) -> Job:
+    return readable_job(job_id, user)
+
+
+# The {job_id} of a read-only route, as the user may read it. Routes that change a job check
+# the CSRF token first, then call readable_job themselves.
+ApiJob = Annotated[Job, Depends(_api_job)]
+PageJob = Annotated[Job, Depends(_page_job)]
 
 
 def _may_read_runs(user: BaseUser, dag_ids: set[str]) -> dict[str, bool]:

@@ -10,13 +10,14 @@ from typing import Any
 
 from codybatch.airflow.campaigns import (
     DAG_PREFIX,
+    campaign_files,
     campaign_name,
     campaigns_dir,
     load_campaign,
 )
 from codybatch.airflow.ui.actions import ActionError, safe, safe_text
 from codybatch.airflow.ui.auth import JobReader
-from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus
+from codybatch.records import Job
 from codybatch.reports import burndown, campaign_jobs
 from codybatch.settings import Settings
 from codybatch.store import Store
@@ -73,14 +74,6 @@ class CampaignInfo:
         }
 
 
-def campaign_files(config: Settings) -> list[Path]:
-    """The campaign files, as the DAG stubs are generated from them."""
-    folder = campaigns_dir(config)
-    if not folder.is_dir():
-        return []
-    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
-
-
 def _from_file(path: Path, config: Settings) -> CampaignInfo:
     info = CampaignInfo(campaign_name(path), file=path.name)
     try:
@@ -119,7 +112,7 @@ def list_campaigns(config: Settings, store: Store, reader: JobReader) -> list[Ca
         if isinstance(name, str) and name:
             runs.setdefault(name, []).append(job)
     infos = {}
-    for path in campaign_files(config):
+    for path in campaign_files(campaigns_dir(config)):
         info = _from_file(path, config)
         infos.setdefault(info.name, info)
     for name in runs:
@@ -134,13 +127,15 @@ def list_campaigns(config: Settings, store: Store, reader: JobReader) -> list[Ca
     return out
 
 
-def get_campaign(config: Settings, store: Store, name: str, reader: JobReader) -> CampaignInfo:
-    """One campaign by name; 403 unless the reader may read runs of its DAG, 404 when
-    neither a file nor a run has that name."""
+def get_campaign(
+    config: Settings, store: Store, name: str, reader: JobReader
+) -> tuple[CampaignInfo, list[dict[str, Any]]]:
+    """One campaign by name and its burndown points (oldest run first), of the runs the reader
+    may read; 403 unless the reader may read runs of its DAG, 404 when neither a file nor a
+    run has that name."""
     reader.require_dag(DAG_PREFIX + name)
-    info = next(
-        (_from_file(p, config) for p in campaign_files(config) if campaign_name(p) == name), None
-    )
+    files = campaign_files(campaigns_dir(config))
+    info = next((_from_file(p, config) for p in files if campaign_name(p) == name), None)
     jobs = reader.jobs(campaign_jobs(store, name, limit=SCAN_LIMIT))  # oldest first
     if info is None and not jobs:
         raise ActionError(f"campaign {name} not found: no campaign file and no runs", 404)
@@ -148,29 +143,5 @@ def get_campaign(config: Settings, store: Store, name: str, reader: JobReader) -
     info.runs = len(jobs)
     info.latest = jobs[-1] if jobs else None
     _paused([info])
-    return info
-
-
-def campaign_burndown(
-    store: Store, name: str, config: Settings, reader: JobReader
-) -> list[dict[str, Any]]:
-    """The burndown points of a campaign, oldest run first, of the runs the reader may read."""
-    return safe(burndown(_ReadableRuns(store, reader), name), config)  # type: ignore[arg-type]
-
-
-class _ReadableRuns:
-    """The two store reads reports.burndown makes, as one reader sees them."""
-
-    def __init__(self, store: Store, reader: JobReader):
-        self.store = store
-        self.reader = reader
-
-    def list_jobs(
-        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
-    ) -> list[Job]:
-        return self.reader.jobs(self.store.list_jobs(status=status, limit=limit, offset=offset))
-
-    def list_results(
-        self, job_id: str, status: RepositoryStatus | None = None
-    ) -> list[RepositoryResult]:
-        return self.store.list_results(job_id, status)
+    points = burndown([(j, store.list_results(j.job_id)) for j in jobs])
+    return info, safe(points, config)

@@ -17,14 +17,17 @@ from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import (
     CSRF_FIELD,
     JobReader,
+    PageJob,
     PageUser,
     can_run,
     check_csrf,
     csrf_token,
     job_dag_id,
+    readable_job,
     require_run_permission,
 )
 from codybatch.records import FINISHED_JOB_STATUSES, Job, JobStatus, job_id_for_run
+from codybatch.reports import result_counts
 from codybatch.spec import SpecError
 
 router = APIRouter(include_in_schema=False)
@@ -117,12 +120,10 @@ def _job_context(user: Any, job: Job) -> dict[str, Any]:
         "job": job,
         "spec": actions.safe(job.spec, config),
         "results": results,
-        "counts": actions.result_counts(results),
+        "counts": result_counts(results),
         "finished": finished,
         "can_cancel": not finished and may_change,
-        "publishable": {
-            r.repository for r in results if may_change and actions.can_publish(job, r)
-        },
+        "publishable": {r.repository for r in results if may_change and actions.can_publish(r)},
     }
 
 
@@ -197,25 +198,22 @@ async def create_job_page(request: Request, user: PageUser) -> Response:
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(job_id: str, request: Request, user: PageUser) -> HTMLResponse:
-    job = JobReader(user).require(actions.get_job(actions.store(), job_id))
+def job_page(job: PageJob, request: Request, user: PageUser) -> HTMLResponse:
     return render(request, "job.html", **_job_context(user, job), **_common(user, request))
 
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
-def job_fragment(job_id: str, request: Request, user: PageUser) -> HTMLResponse:
+def job_fragment(job: PageJob, request: Request, user: PageUser) -> HTMLResponse:
     """The job's changing part, polled by the page while the job runs."""
-    job = JobReader(user).require(actions.get_job(actions.store(), job_id))
     return render(request, "_job_body.html", **_job_context(user, job), **_common(user, request))
 
 
 @router.post("/jobs/{job_id}/cancel")
 async def cancel_page(job_id: str, request: Request, user: PageUser) -> Response:
     check_csrf(request, user, dict(await request.form()))
-    store = actions.store()
-    job = JobReader(user).require(actions.get_job(store, job_id))
+    job = readable_job(job_id, user)
     require_run_permission(user, job_dag_id(job), "PUT")
-    actions.cancel(job_id, store)
+    actions.cancel(job_id, actions.store())
     root = request.scope.get("root_path", "").rstrip("/")
     return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
 
@@ -223,22 +221,20 @@ async def cancel_page(job_id: str, request: Request, user: PageUser) -> Response
 @router.post("/jobs/{job_id}/publish/{repository:path}")
 async def publish_page(job_id: str, repository: str, request: Request, user: PageUser) -> Response:
     check_csrf(request, user, dict(await request.form()))
-    config = actions.settings()
-    store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
+    job = readable_job(job_id, user)
     require_run_permission(user, job_dag_id(job), "POST")
-    actions.publish(job, repository, config, store)
+    config = actions.settings()
+    actions.publish(job, repository, config, actions.store(config))
     root = request.scope.get("root_path", "").rstrip("/")
     return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
 
 
 @router.get("/jobs/{job_id}/diff/{repository:path}", response_class=HTMLResponse)
-def diff_page(job_id: str, repository: str, request: Request, user: PageUser) -> HTMLResponse:
+def diff_page(job: PageJob, repository: str, request: Request, user: PageUser) -> HTMLResponse:
     config = actions.settings()
     store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
     result = actions.get_result(store, job, repository)
-    patch = store.get_patch(job_id, result.repository)
+    patch = store.get_patch(job.job_id, result.repository)
     files = (
         diffview.render_patch(actions.safe_text(patch.decode("utf-8", "replace"), config))
         if patch
@@ -257,36 +253,22 @@ def diff_page(job_id: str, repository: str, request: Request, user: PageUser) ->
 
 
 @router.get("/jobs/{job_id}/patch/{repository:path}")
-def patch_download(job_id: str, repository: str, user: PageUser) -> Response:
-    from codybatch.airflow.ui.api import patch_filename
-
+def patch_download(job: PageJob, repository: str) -> Response:
     config = actions.settings()
-    store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
-    key = actions.resolve_repository(job, repository)
-    patch = store.get_patch(job_id, key)
-    if patch is None:
-        raise ActionError(f"{key} of job {job_id} has no patch (yet)", 404)
-    text = actions.safe_text(patch.decode("utf-8", "surrogateescape"), config)
-    return Response(
-        text.encode("utf-8", "surrogateescape"),
-        media_type="text/x-diff",
-        headers={"Content-Disposition": f'attachment; filename="{patch_filename(job_id, key)}"'},
-    )
+    return actions.patch_response(actions.store(config), job, repository, config, "attachment")
 
 
 @router.get("/jobs/{job_id}/thread/{repository:path}", response_class=HTMLResponse)
-def thread_page(job_id: str, repository: str, request: Request, user: PageUser) -> HTMLResponse:
+def thread_page(job: PageJob, repository: str, request: Request, user: PageUser) -> HTMLResponse:
     config = actions.settings()
     store = actions.store(config)
-    job = JobReader(user).require(actions.get_job(store, job_id))
     result = actions.get_result(store, job, repository)
-    raw = store.get_thread(job_id, result.repository)
+    raw = store.get_thread(job.job_id, result.repository)
     thread = actions.safe(raw, config) if raw is not None else None
     view = threadview.build_thread(thread)
     raw_json = ""
     if thread is not None and not view.turns:
-        raw_json = threadview._json(thread)  # unknown shape: show it as it is
+        raw_json = threadview.as_json(thread)  # unknown shape: show it as it is
     return render(
         request,
         "thread.html",
@@ -314,10 +296,7 @@ def campaigns_page(request: Request, user: PageUser) -> HTMLResponse:
 @router.get("/campaigns/{name:path}", response_class=HTMLResponse)
 def campaign_page(name: str, request: Request, user: PageUser) -> HTMLResponse:
     config = actions.settings()
-    store = actions.store(config)
-    reader = JobReader(user)
-    info = campaignview.get_campaign(config, store, name, reader)
-    points = campaignview.campaign_burndown(store, name, config, reader)
+    info, points = campaignview.get_campaign(config, actions.store(config), name, JobReader(user))
     return render(
         request,
         "campaign.html",

@@ -65,12 +65,13 @@ def _text_of(content: Any) -> str:
             elif isinstance(block, dict) and block.get("type") == "image":
                 parts.append("[image]")
             else:
-                parts.append(_text_of(block) if isinstance(block, str) else _json(block))
+                parts.append(_text_of(block) if isinstance(block, str) else as_json(block))
         return "\n".join(parts)
-    return _json(content)
+    return as_json(content)
 
 
-def _json(value: Any) -> str:
+def as_json(value: Any) -> str:
+    """A value as indented JSON (as text when it is not JSON-like)."""
     try:
         return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
     except (TypeError, ValueError):
@@ -182,13 +183,13 @@ def build_thread(thread: dict[str, Any] | list[Any] | None) -> ThreadView:
                     ToolCall(
                         call_id,
                         str(block.get("name", "?")),
-                        _clip(_json(block.get("input"))),
+                        _clip(as_json(block.get("input"))),
                         result,
                         is_error,
                     )
                 )
             else:
-                turn.texts.append(_clip(_json(block)))
+                turn.texts.append(_clip(as_json(block)))
         if turn.usage:
             view.usage = view.usage + turn.usage
         view.turns.append(turn)
