@@ -294,13 +294,7 @@ class FakeGitHub:
         work = self.root / "work" / owner / name
         work.mkdir(parents=True)
         git("init", "-q", "-b", default_branch, str(work))
-        for path, content in (files or {"README.md": f"# {name}\n"}).items():
-            target = work / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                target.write_bytes(content)
-            else:
-                target.write_text(content)
+        _write_files(work, files or {"README.md": f"# {name}\n"})
         git("add", "-A", cwd=work)
         git("commit", "-q", "-m", "Initial commit", cwd=work)
         bare.parent.mkdir(parents=True, exist_ok=True)
@@ -342,16 +336,7 @@ class FakeGitHub:
             git("clone", "-q", str(repo.bare), str(work))
             if branch != repo.default_branch:
                 git("checkout", "-q", "-B", branch, f"origin/{branch}", cwd=work, check=False)
-            for path, content in files.items():
-                target = work / path
-                if content is None:
-                    target.unlink(missing_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(content, bytes):
-                    target.write_bytes(content)
-                else:
-                    target.write_text(content)
+            _write_files(work, files)
             git("add", "-A", cwd=work)
             git("commit", "-q", "-m", message, cwd=work)
             # Straight into the bare repository: hooks (protection) do not apply to admins here.
@@ -1061,6 +1046,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+
+def _write_files(root: Path, files: Mapping[str, str | bytes | None]) -> None:
+    """Write text or bytes under root; None deletes the file."""
+    for path, content in files.items():
+        target = root / path
+        if content is None:
+            target.unlink(missing_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
 
 
 def _invalid(**error: str) -> _HttpError:
