@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +32,14 @@ os.environ.update(
 (_AIRFLOW_HOME / "passwords.json").write_text('{"admin": "admin", "viewer": "viewer"}')
 for _name in ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "CODYBATCH_STORE"):
     os.environ.pop(_name, None)
-os.environ.setdefault("CODYBATCH_HOME", str(Path(tempfile.mkdtemp(prefix="codybatch-home-"))))
+_CODYBATCH_HOME = Path(tempfile.mkdtemp(prefix="codybatch-home-"))
+os.environ.setdefault("CODYBATCH_HOME", str(_CODYBATCH_HOME))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the private Airflow and Cody Batch homes made at import."""
+    for folder in (_AIRFLOW_HOME, _CODYBATCH_HOME):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
