@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.serving import start_server, stop_server
+
 FAKE_API_KEY = "sk-ant-api03-FAKE-test-key-never-leaks-0123456789"
 EDITOR = "str_replace_based_edit_tool"
 MAX_BREAKPOINTS = 4
@@ -264,18 +266,12 @@ class FakeAnthropic:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
+        self._server = start_server(Handler, poll=0.02)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None
 
     def __enter__(self) -> FakeAnthropic:
         return self.start()

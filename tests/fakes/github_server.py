@@ -30,6 +30,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
+from tests.fakes.serving import start_server, stop_server
+
 API_PREFIX = "/api/v3"
 SECONDARY_LIMIT_MESSAGE = (
     "You have exceeded a secondary rate limit and have been temporarily blocked from "
@@ -212,7 +214,6 @@ class FakeGitHub:
         self.lock = threading.RLock()
         self._ids = itertools.count(5000)
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -223,19 +224,12 @@ class FakeGitHub:
             pass
 
         Handler.fake = fake
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        self._server = start_server(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        stop_server(self._server)
+        self._server = None
 
     def __enter__(self) -> FakeGitHub:
         return self.start()
