@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -26,13 +26,24 @@ ALIASES = {
     "maxUsd": "max_usd",
     "maxTokens": "max_tokens",
     "maxMinutes": "max_minutes",
+    "commandTimeout": "command_timeout",
+    "allowedCommands": "allowed_commands",
+    "reviewBeforePublish": "review_before_publish",
+    "maxFixRounds": "max_fix_rounds",
+    "mergeMethod": "merge_method",
 }
 LIMIT_FIELDS = {
     "max_turns": (int, 1, 500, 50),
     "max_tokens": (int, 1_000, 50_000_000, 5_000_000),
     "max_usd": (float, 0.01, 500.0, 2.0),
     "max_minutes": (float, 1.0, 24 * 60.0, 30.0),
+    "command_timeout": (int, 1, 3_600, 120),
+    "max_fix_rounds": (int, 0, 10, 2),
 }
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+MERGE_MODES = ("off", "auto", "when_green")
+MERGE_METHODS = ("merge", "squash", "rebase")
+MAX_ALLOWED_COMMANDS = 50
 KNOWN = {
     "name",
     "description",
@@ -45,6 +56,15 @@ KNOWN = {
     "model",
     "draft",
     "campaign",
+    "effort",
+    "shell",
+    "network",
+    "allowed_commands",
+    "type",
+    "variables",
+    "review_before_publish",
+    "merge",
+    "merge_method",
     *LIMIT_FIELDS,
 }
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -181,6 +201,17 @@ class JobSpec:
     max_tokens: int = 5_000_000
     max_usd: float = 2.0
     max_minutes: float = 30.0
+    effort: str | None = None  # None: CODYBATCH_EFFORT, sent only where the model supports it
+    shell: bool | None = None  # None: offered where the sandbox works
+    network: bool = False  # commands run for Claude, steps and verify may reach the network
+    command_timeout: int = 120  # seconds per command Claude runs
+    allowed_commands: tuple[str, ...] = ()  # command-prefix patterns; empty: any command
+    type: str = "custom"  # the job type whose template and defaults apply
+    variables: Mapping[str, str] = field(default_factory=dict)  # the job type's variables
+    review_before_publish: bool = False  # patch-only, then publish what a person approves
+    merge: str = "off"  # off | auto | when_green
+    merge_method: str = "squash"  # merge | squash | rebase
+    max_fix_rounds: int = 2  # follow-up rounds per pull request
 
     def repository(self, key: str) -> Repository:
         """The parsed repository of this job with that key (or raw reference)."""
@@ -194,6 +225,8 @@ class JobSpec:
         data = asdict(self)
         data["repositories"] = list(self.repositories)
         data["steps"] = list(self.steps)
+        data["allowed_commands"] = list(self.allowed_commands)
+        data["variables"] = dict(self.variables)
         return data
 
     @classmethod
@@ -243,6 +276,22 @@ class JobSpec:
             raw.get("repositories"), settings, errors, create_prs, check_local
         )
         limits = {name: _limit(raw, name, errors) for name in LIMIT_FIELDS}
+        effort = _choice(raw, "effort", EFFORTS, errors, default=None)
+        merge = _choice(raw, "merge", MERGE_MODES, errors, default="off")
+        merge_method = _choice(raw, "merge_method", MERGE_METHODS, errors, default="squash")
+        shell = None if raw.get("shell") is None else _bool(raw, "shell", errors, default=True)
+        network = _bool(raw, "network", errors, default=False)
+        review = _bool(raw, "review_before_publish", errors, default=False)
+        if review and not create_prs:
+            errors.append(
+                FieldError(
+                    "review_before_publish",
+                    "needs create_pull_requests: true (approval decides what is published)",
+                )
+            )
+        allowed_commands = _allowed_commands(raw.get("allowed_commands"), errors)
+        job_type = _text(raw, "type", errors, max_len=100) or "custom"
+        variables = _variables(raw.get("variables"), errors)
         if errors:
             raise SpecError(errors)
         return cls(
@@ -257,6 +306,15 @@ class JobSpec:
             model=model,
             draft=draft,
             campaign=campaign,
+            effort=effort,
+            shell=shell,
+            network=network,
+            allowed_commands=tuple(allowed_commands),
+            type=job_type,
+            variables=variables,
+            review_before_publish=review,
+            merge=merge or "off",
+            merge_method=merge_method or "squash",
             **limits,
         )
 
@@ -296,6 +354,47 @@ def _bool(raw: Mapping[str, Any], name: str, errors: list[FieldError], *, defaul
         return value.lower() == "true"
     errors.append(FieldError(name, f"must be true or false, not {value!r}"))
     return default
+
+
+def _choice(
+    raw: Mapping[str, Any],
+    name: str,
+    choices: Sequence[str],
+    errors: list[FieldError],
+    *,
+    default: str | None,
+) -> str | None:
+    value = raw.get(name)
+    if value is None or value == "":
+        return default
+    if value not in choices:
+        errors.append(FieldError(name, f"is {value!r}: choose one of {', '.join(choices)}"))
+        return default
+    return value
+
+
+def _allowed_commands(value: Any, errors: list[FieldError]) -> list[str]:
+    if value is None or value == []:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        errors.append(
+            FieldError("allowed_commands", "must be a list of command prefixes, e.g. 'npm test'")
+        )
+        return []
+    if len(value) > MAX_ALLOWED_COMMANDS:
+        errors.append(FieldError("allowed_commands", f"has {len(value)} patterns: at most 50"))
+    return [v.strip() for v in value]
+
+
+def _variables(value: Any, errors: list[FieldError]) -> dict[str, str]:
+    if value is None or value == {}:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        errors.append(FieldError("variables", "must be an object of names to text values"))
+        return {}
+    return dict(value)
 
 
 def _limit(raw: Mapping[str, Any], name: str, errors: list[FieldError]) -> int | float:
