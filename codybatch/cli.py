@@ -291,6 +291,23 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_merge(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.github import GitHubError
+    from codybatch.merge import MergeError, merge_job
+
+    repository = _repo_key(args.repository) if args.repository else None
+    try:
+        done = merge_job(args.job_id, repository, settings, _store(settings), by="cli")
+    except (MergeError, GitHubError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not done:
+        print(f"job {args.job_id} has no open pull request")
+    for result, attempt in done:
+        print(f"{result.repository}: {attempt.outcome}  {attempt.reason}  {result.pr_url or ''}")
+    return 0 if all(a.outcome == "merged" for _, a in done) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codybatch", description="Apply one AI-driven code change across repositories."
@@ -352,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("repository", nargs="?", help="only this repository (default: all)")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("merge", help="merge a job's pull requests that are green now")
+    p.add_argument("job_id")
+    p.add_argument("repository", nargs="?", help="only this repository (default: all)")
+    p.set_defaults(func=cmd_merge)
     return parser
 
 

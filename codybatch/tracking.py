@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -11,9 +12,9 @@ from github.PullRequest import PullRequest
 
 from codybatch.github import GitHubError, client, github_call
 from codybatch.publish import pull_state
-from codybatch.records import RepositoryResult, utcnow
+from codybatch.records import Job, RepositoryResult, utcnow
 from codybatch.settings import Settings
-from codybatch.spec import parse_repository
+from codybatch.spec import JobSpec, SpecError, parse_repository
 from codybatch.store import StaleWriteError, Store
 
 log = logging.getLogger("codybatch.tracking")
@@ -32,96 +33,171 @@ class Tracked:
     checks: str | None = None
     review: str | None = None
     error: str | None = None
+    merge: str | None = None  # what the merge setting decided, with its reason
+
+
+def check_states(pull: PullRequest) -> dict[str, str]:
+    """success, failure or pending per check name (commit statuses and check runs of the head)."""
+    commit = pull.base.repo.get_commit(pull.head.sha)
+    states: dict[str, str] = {}
+    combined = commit.get_combined_status()
+    for status in combined.statuses if combined.total_count else []:
+        states[status.context] = {"error": "failure"}.get(status.state, status.state)
+    for run in commit.get_check_runs():
+        if run.status != "completed":
+            states[run.name] = "pending"
+        elif run.conclusion in ("success", "neutral", "skipped"):
+            states[run.name] = "success"
+        else:
+            states[run.name] = "failure"
+    return states
 
 
 def checks_state(pull: PullRequest) -> str:
     """success, failure, pending or none: commit statuses and check runs of the PR's head."""
-    commit = pull.base.repo.get_commit(pull.head.sha)
-    states = []
-    combined = commit.get_combined_status()
-    if combined.total_count:
-        states.append(combined.state)
-    for run in commit.get_check_runs():
-        if run.status != "completed":
-            states.append("pending")
-        elif run.conclusion in ("success", "neutral", "skipped"):
-            states.append("success")
-        else:
-            states.append("failure")
+    states = set(check_states(pull).values())
     if not states:
         return "none"
-    if "failure" in states or "error" in states:
+    if "failure" in states:
         return "failure"
     return "pending" if "pending" in states else "success"
 
 
-def review_state(pull: PullRequest) -> str:
-    """approved, changes_requested, commented or none: each reviewer's latest review counts."""
+def latest_reviews(pull: PullRequest) -> dict[str, str]:
+    """Each reviewer's latest deciding review: APPROVED, CHANGES_REQUESTED or DISMISSED."""
     latest: dict[str, str] = {}
     for review in pull.get_reviews():
-        if review.state in ("APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED"):
+        if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
             latest[review.user.login] = review.state
-    states = set(latest.values())
+    return latest
+
+
+def review_state(pull: PullRequest) -> str:
+    """approved, changes_requested, commented or none: each reviewer's latest review counts."""
+    states = set(latest_reviews(pull).values())
     if "CHANGES_REQUESTED" in states:
         return "changes_requested"
     if "APPROVED" in states:
         return "approved"
-    return "commented" if "COMMENTED" in states else "none"
+    commented = any(r.state == "COMMENTED" for r in pull.get_reviews())
+    return "commented" if commented else "none"
+
+
+def fetch_pull(result: RepositoryResult, gh: Github) -> PullRequest:
+    repo = parse_repository(result.repository)
+    return gh.get_repo(f"{repo.owner}/{repo.name}").get_pull(int(result.pr_number or 0))
+
+
+def tracking_record(pull: PullRequest) -> dict[str, Any]:
+    """What tracking keeps about a PR: state, checks, review, mergeability, labels."""
+    state = pull_state(pull)
+    return {
+        "state": state,
+        "checks": checks_state(pull) if state == "open" else None,
+        "review": review_state(pull),
+        "head_sha": pull.head.sha,
+        "mergeable": pull.mergeable if state == "open" else None,
+        "mergeable_state": pull.mergeable_state if state == "open" else None,
+        "labels": [label.name for label in pull.labels],
+        "auto_merge": bool(pull.raw_data.get("auto_merge")),
+        "refreshed_at": utcnow().isoformat(),
+    }
+
+
+def _read(result: RepositoryResult, gh: Github) -> tuple[PullRequest, dict[str, Any]]:
+    pull = fetch_pull(result, gh)
+    return pull, tracking_record(pull)
 
 
 def refresh(result: RepositoryResult, gh: Github, settings: Settings) -> dict[str, Any]:
     """Ask GitHub for one PR's state, checks and review; return the tracking record."""
-    repo = parse_repository(result.repository)
-
-    def fetch() -> dict[str, Any]:
-        pull = gh.get_repo(f"{repo.owner}/{repo.name}").get_pull(int(result.pr_number or 0))
-        state = pull_state(pull)
-        return {
-            "state": state,
-            "checks": checks_state(pull) if state == "open" else None,
-            "review": review_state(pull),
-            "refreshed_at": utcnow().isoformat(),
-        }
-
-    return github_call(settings, f"reading pull request #{result.pr_number}", fetch)
+    return github_call(
+        settings,
+        f"reading pull request #{result.pr_number}",
+        lambda: tracking_record(fetch_pull(result, gh)),
+    )
 
 
-def pull_requests_to_track(store: Store, limit: int = 1000) -> list[RepositoryResult]:
-    """Results whose pull request is still open, over the stored jobs (newest first)."""
+def stored_spec(job: Job, settings: Settings) -> JobSpec | None:
+    """The job's spec as stored (the allowlist is checked by whoever acts on a repository)."""
+    try:
+        unrestricted = dataclasses.replace(settings, allowed_repositories=())
+        return JobSpec.parse(job.spec, unrestricted, check_local=False)
+    except SpecError as exc:
+        log.warning("job %s: its spec no longer parses: %s", job.job_id, exc)
+        return None
+
+
+def save_with_retry(
+    store: Store, result: RepositoryResult, fields: tuple[str, ...]
+) -> RepositoryResult:
+    """Save result; when someone wrote meanwhile, copy `fields` (attributes or details keys)
+    onto the fresh record and save that, so neither write is lost."""
+    for _ in range(5):
+        try:
+            return store.save_result(result)
+        except StaleWriteError:
+            fresh = store.get_result(result.job_id, result.repository)
+            if fresh is None:
+                return result
+            for name in fields:
+                if hasattr(fresh, name) and name != "details":
+                    setattr(fresh, name, getattr(result, name))
+                elif name in result.details:
+                    fresh.details[name] = result.details[name]
+            result = fresh
+    raise StaleWriteError(f"{result.repository}: written by others five times in a row")
+
+
+def pull_requests_to_track(
+    store: Store, limit: int = 1000
+) -> list[tuple[Job, list[RepositoryResult]]]:
+    """Per stored job (newest first), its results whose pull request is still open."""
     found = []
     for job in store.list_jobs(limit=limit):
-        found.extend(
+        live = [
             r for r in store.list_results(job.job_id) if r.pr_number and r.pr_state in LIVE_STATES
-        )
+        ]
+        if live:
+            found.append((job, live))
     return found
 
 
 def track_pull_requests(store: Store, settings: Settings) -> list[Tracked]:
-    """Refresh every open PR Cody Batch opened and store it; one failure never stops the rest."""
+    """Refresh every open PR Cody Batch opened and store it, then apply the job's merge
+    setting; one failure never stops the rest."""
+    from codybatch.merge import decide
+
     tracked = []
     gh = client(settings)  # one client (and HTTP session) for the whole sweep
-    for result in pull_requests_to_track(store):
-        item = Tracked(
-            result.job_id, result.repository, int(result.pr_number or 0), result.pr_state, None
-        )
-        try:
-            record = refresh(result, gh, settings)
-        except GitHubError as exc:
-            item.error = str(exc)
-            log.warning("%s #%s: %s", result.repository, result.pr_number, exc)
+    for job, results in pull_requests_to_track(store):
+        spec = stored_spec(job, settings)
+        for result in results:
+            item = Tracked(
+                result.job_id, result.repository, int(result.pr_number or 0), result.pr_state, None
+            )
             tracked.append(item)
-            continue
-        item.after, item.checks, item.review = record["state"], record["checks"], record["review"]
-        for _ in range(3):
+            try:
+                pull, record = github_call(
+                    settings,
+                    f"reading pull request #{result.pr_number}",
+                    lambda r=result: _read(r, gh),
+                )
+            except GitHubError as exc:
+                item.error = str(exc)
+                log.warning("%s #%s: %s", result.repository, result.pr_number, exc)
+                continue
+            item.after, item.checks, item.review = (
+                record["state"],
+                record["checks"],
+                record["review"],
+            )
             result.pr_state = record["state"]
             result.details["tracking"] = record
-            try:
-                store.save_result(result)
-                break
-            except StaleWriteError:  # a worker wrote meanwhile: apply on top of its record
-                fresh = store.get_result(result.job_id, result.repository)
-                if fresh is None:
-                    break
-                result = fresh
-        tracked.append(item)
+            if spec is not None and spec.merge != "off" and record["state"] == "open":
+                attempt = decide(result, spec, gh, settings, pull=pull)
+                item.merge = f"{attempt.outcome}: {attempt.reason}"
+                if attempt.outcome == "merged":
+                    item.after = record["state"] = "merged"
+            save_with_retry(store, result, ("pr_state", "tracking", "merge"))
     return tracked

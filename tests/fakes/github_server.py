@@ -11,6 +11,7 @@ Use the `fake_github` fixture.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -33,6 +34,8 @@ import pytest
 from tests.fakes.serving import start_server, stop_server
 
 API_PREFIX = "/api/v3"
+GRAPHQL_PATH = "/api/graphql"  # where PyGithub sends GraphQL for an /api/v3 base URL
+LOGS_PREFIX = "/_logs/"  # the redirect target of an Actions job log (a signed URL on GitHub)
 SECONDARY_LIMIT_MESSAGE = (
     "You have exceeded a secondary rate limit and have been temporarily blocked from "
     "content creation. Please retry your request again later."
@@ -90,6 +93,8 @@ class RecordedRequest:
     def route(self) -> str:
         """The path without query string and API prefix."""
         path = urlsplit(self.path).path
+        if path == GRAPHQL_PATH:
+            return "/graphql"
         return path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
 
     def json(self) -> Any:
@@ -134,6 +139,12 @@ class FakePull:
     updated_at: str = field(default_factory=_iso)
     comments: list[dict[str, Any]] = field(default_factory=list)
     reviews: list[dict[str, Any]] = field(default_factory=list)
+    review_comments: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    auto_merge: dict[str, Any] | None = None
+    merge_commit_sha: str | None = None
+    merged_by: str | None = None
+    unknown_mergeability: int = 0  # GETs that still answer mergeable: null (GitHub computes it)
 
 
 @dataclass
@@ -151,6 +162,17 @@ class FakeRepo:
     pulls: dict[int, FakePull] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    allow_auto_merge: bool = False
+    delete_branch_on_merge: bool = False
+    allow_merge_commit: bool = True
+    allow_squash_merge: bool = True
+    allow_rebase_merge: bool = True
+    # Branch protection of the default branch: required check names and approving reviews.
+    required_checks: list[str] = field(default_factory=list)
+    required_approvals: int = 0
+    protected: bool = False
+    permissions: dict[str, str] = field(default_factory=dict)  # login -> admin|write|read|none
+    job_logs: dict[int, str] = field(default_factory=dict)  # Actions job id -> its log
 
     @property
     def full_name(self) -> str:
@@ -193,6 +215,22 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _REPO + r"/commits/(?P<ref>[^/]+)", "_get_commit"),
         ("GET", _REPO + r"/commits/(?P<ref>[^/]+)/status", "_get_combined_status"),
         ("GET", _REPO + r"/commits/(?P<ref>[^/]+)/check-runs", "_list_check_runs"),
+        ("GET", _REPO + r"/check-runs/(?P<run_id>\d+)", "_get_check_run"),
+        ("GET", _REPO + r"/check-runs/(?P<run_id>\d+)/annotations", "_list_annotations"),
+        ("GET", _REPO + r"/actions/jobs/(?P<job_id>\d+)/logs", "_job_logs"),
+        ("GET", _REPO + r"/pulls/(?P<number>\d+)/comments", "_list_review_comments"),
+        (
+            "POST",
+            _REPO + r"/pulls/(?P<number>\d+)/comments/(?P<comment_id>\d+)/replies",
+            "_reply_review_comment",
+        ),
+        ("PUT", _REPO + r"/pulls/(?P<number>\d+)/merge", "_merge_pull"),
+        ("GET", _REPO + r"/pulls/(?P<number>\d+)/merge", "_is_merged"),
+        ("GET", _REPO + r"/collaborators/(?P<login>[^/]+)/permission", "_get_permission"),
+        ("GET", _REPO + r"/branches/(?P<branch>.+)", "_get_branch"),
+        ("GET", _REPO + r"/git/ref/(?P<ref>.+)", "_get_ref"),
+        ("DELETE", _REPO + r"/git/refs/(?P<ref>.+)", "_delete_ref"),
+        ("POST", "/graphql", "_graphql"),
     ]
 ]
 
@@ -213,6 +251,7 @@ class FakeGitHub:
         self.rate_remaining = 5000
         self.lock = threading.RLock()
         self._ids = itertools.count(5000)
+        self._log_tickets: dict[str, str] = {}
         self._server: ThreadingHTTPServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -421,13 +460,128 @@ class FakeGitHub:
             statuses.append({"id": next(self._ids), "context": context, "state": state})
 
     def add_check_run(
-        self, full_name: str, sha: str, name: str, status: str, conclusion: str | None
-    ) -> None:
-        """A check run (status queued/in_progress/completed, conclusion success/failure...)."""
+        self,
+        full_name: str,
+        sha: str,
+        name: str,
+        status: str,
+        conclusion: str | None,
+        *,
+        summary: str | None = None,
+        text: str | None = None,
+        annotations: list[dict[str, Any]] | None = None,
+        log: str | None = None,
+    ) -> int:
+        """A check run (status queued/in_progress/completed, conclusion success/failure...).
+
+        `annotations` are {path, start_line, message, annotation_level?}; with `log` the
+        run is a GitHub Actions job (same id, as on GitHub) whose log the API serves.
+        """
         with self.lock:
-            self.repo(full_name).check_runs.setdefault(sha, []).append(
-                {"id": next(self._ids), "name": name, "status": status, "conclusion": conclusion}
+            repo = self.repo(full_name)
+            run_id = next(self._ids)
+            app = "github-actions" if log is not None else "ci-app"
+            notes = [
+                {
+                    "path": a["path"],
+                    "start_line": a.get("start_line", 1),
+                    "end_line": a.get("end_line", a.get("start_line", 1)),
+                    "start_column": None,
+                    "end_column": None,
+                    "annotation_level": a.get("annotation_level", "failure"),
+                    "title": a.get("title", ""),
+                    "message": a["message"],
+                    "raw_details": a.get("raw_details", ""),
+                    "blob_href": f"{self.url}/{repo.full_name}/blob/{sha}/{a['path']}",
+                }
+                for a in annotations or []
+            ]
+            details = (
+                f"{self.url}/{repo.full_name}/actions/runs/{run_id + 1}/job/{run_id}"
+                if log is not None
+                else f"https://ci.example.com/build/{run_id}"
             )
+            repo.check_runs.setdefault(sha, []).append(
+                {
+                    "id": run_id,
+                    "name": name,
+                    "head_sha": sha,
+                    "status": status,
+                    "conclusion": conclusion if status == "completed" else None,
+                    "url": f"{self.api_url}/repos/{repo.full_name}/check-runs/{run_id}",
+                    "html_url": details if log is not None else f"{self.url}/runs/{run_id}",
+                    "details_url": details,
+                    "started_at": _iso(),
+                    "completed_at": _iso() if status == "completed" else None,
+                    "app": {"id": 15368 if log is not None else 99, "slug": app, "name": app},
+                    "output": {
+                        "title": summary.splitlines()[0] if summary else None,
+                        "summary": summary,
+                        "text": text,
+                        "annotations_count": len(notes),
+                        "annotations_url": f"{self.api_url}/repos/{repo.full_name}"
+                        f"/check-runs/{run_id}/annotations",
+                    },
+                    "_annotations": notes,
+                }
+            )
+            if log is not None:
+                repo.job_logs[run_id] = log
+            return run_id
+
+    def add_comment(self, full_name: str, number: int, login: str, body: str) -> int:
+        """A conversation comment on a PR by a person (login is added as a user if new)."""
+        self._known(login)
+        with self.lock:
+            pull = self.repo(full_name).pulls[number]
+            comment = {"id": next(self._ids), "body": body, "user": login, "created_at": _iso()}
+            pull.comments.append(comment)
+            return comment["id"]
+
+    def add_review_comment(
+        self, full_name: str, number: int, login: str, path: str, line: int, body: str
+    ) -> int:
+        """A review comment on a line of the PR's diff, by a person."""
+        self._known(login)
+        with self.lock:
+            pull = self.repo(full_name).pulls[number]
+            sha = self.branch_sha(full_name, pull.head_ref) or pull.head_sha
+            comment = {
+                "id": next(self._ids),
+                "body": body,
+                "user": login,
+                "path": path,
+                "line": line,
+                "side": "RIGHT",
+                "commit_id": sha,
+                "original_commit_id": sha,
+                "in_reply_to_id": None,
+                "created_at": _iso(),
+            }
+            pull.review_comments.append(comment)
+            return comment["id"]
+
+    def add_label(self, full_name: str, number: int, label: str) -> None:
+        with self.lock:
+            self.repo(full_name).pulls[number].labels.append(label)
+
+    def set_permission(self, full_name: str, login: str, permission: str) -> None:
+        """A collaborator's permission: admin, write, read or none."""
+        self._known(login)
+        self.repo(full_name).permissions[login] = permission
+
+    def protect(
+        self, full_name: str, required_checks: list[str] | None = None, approvals: int = 0
+    ) -> None:
+        """Branch protection of the default branch: required checks and approving reviews."""
+        repo = self.repo(full_name)
+        repo.protected = True
+        repo.required_checks = list(required_checks or [])
+        repo.required_approvals = approvals
+
+    def _known(self, login: str) -> None:
+        if not any(u.login == login for u in self.users.values()):
+            self.add_user(login, name=login.title())
 
     def archive(self, full_name: str, archived: bool = True) -> None:
         self.repo(full_name).archived = archived
@@ -545,7 +699,9 @@ class FakeGitHub:
             return self._serve_git(rec, split.path, split.query)
         headers = self._rate_headers()
         try:
-            if not split.path.startswith(API_PREFIX):
+            if split.path.startswith(LOGS_PREFIX):
+                return self._serve_log(split.path[len(LOGS_PREFIX) :])
+            if not split.path.startswith(API_PREFIX) and split.path != GRAPHQL_PATH:
                 raise _HttpError(404, "Not Found")
             user = self._api_user(rec.headers)
             if user is None:
@@ -558,6 +714,7 @@ class FakeGitHub:
                     return fault.status, {**headers, **fault.headers}, _dumps(fault.body)
                 self.rate_remaining = max(0, self.rate_remaining - 1)
             query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+            self.settle_auto_merges()  # pushes and checks since the last request may allow one
             for method, pattern, handler in _ROUTES:
                 match = pattern.match(route)
                 if match and method == rec.method:
@@ -565,7 +722,8 @@ class FakeGitHub:
                         status, payload, extra = getattr(self, handler)(
                             user, query, rec.json() if rec.body else {}, **match.groupdict()
                         )
-                    return status, {**headers, **extra}, _dumps(payload)
+                    body = b"" if payload is None else _dumps(payload)
+                    return status, {**headers, **extra}, body
             raise _HttpError(404, "Not Found")
         except _HttpError as err:
             return err.status, headers, _dumps(err.payload)
@@ -633,6 +791,11 @@ class FakeGitHub:
             "default_branch": repo.default_branch,
             "archived": repo.archived,
             "disabled": False,
+            "allow_auto_merge": repo.allow_auto_merge,
+            "delete_branch_on_merge": repo.delete_branch_on_merge,
+            "allow_merge_commit": repo.allow_merge_commit,
+            "allow_squash_merge": repo.allow_squash_merge,
+            "allow_rebase_merge": repo.allow_rebase_merge,
             "fork": False,
             "permissions": {
                 "admin": repo.admin,
@@ -669,8 +832,11 @@ class FakeGitHub:
             "closed_at": pull.closed_at,
             "merged_at": pull.merged_at,
             "merged": pull.merged,
-            "mergeable": None,
             "comments": len(pull.comments),
+            "review_comments": len(pull.review_comments),
+            "labels": [self._label_json(repo, name) for name in pull.labels],
+            "auto_merge": pull.auto_merge,
+            "merge_commit_sha": pull.merge_commit_sha,
             "head": {
                 "label": f"{pull.head_owner}:{pull.head_ref}",
                 "ref": pull.head_ref,
@@ -685,6 +851,24 @@ class FakeGitHub:
                 "user": self._user_json(repo.owner),
                 "repo": self._repo_json(repo),
             },
+        }
+
+    def _label_json(self, repo: FakeRepo, name: str) -> dict[str, Any]:
+        url = f"{self.api_url}/repos/{repo.full_name}/labels/{name}"
+        return {"id": abs(hash(name)) % 10**8, "name": name, "color": "ededed", "url": url}
+
+    def _review_comment_json(
+        self, repo: FakeRepo, number: int, comment: dict[str, Any]
+    ) -> dict[str, Any]:
+        api = f"{self.api_url}/repos/{repo.full_name}"
+        return {
+            **{k: v for k, v in comment.items() if k != "user"},
+            "user": self._user_json(comment["user"]),
+            "url": f"{api}/pulls/comments/{comment['id']}",
+            "html_url": f"{self.url}/{repo.full_name}/pull/{number}#discussion_r{comment['id']}",
+            "pull_request_url": f"{api}/pulls/{number}",
+            "updated_at": comment["created_at"],
+            "diff_hunk": "",
         }
 
     def _comment_json(self, repo: FakeRepo, number: int, comment: dict[str, Any]) -> dict[str, Any]:
@@ -812,7 +996,20 @@ class FakeGitHub:
         self, user: FakeUser, query: dict, body: dict, owner: str, name: str, number: str
     ) -> tuple[int, Any, dict]:
         repo, pull = self._existing_pull(owner, name, number)
-        return 200, self._pull_json(repo, pull), {}
+        payload = self._pull_json(repo, pull)
+        # Only a single PR carries mergeability; GitHub computes it in the background, so
+        # it may still be null (and the state "unknown") right after a change.
+        mergeable, state = self._mergeability(repo, pull)
+        if pull.unknown_mergeability > 0 and pull.state == "open":
+            pull.unknown_mergeability -= 1
+            mergeable, state = None, "unknown"
+        payload.update(
+            mergeable=mergeable,
+            mergeable_state=state,
+            rebaseable=mergeable,
+            merged_by=self._user_json(pull.merged_by) if pull.merged_by else None,
+        )
+        return 200, payload, {}
 
     def _update_pull(
         self, user: FakeUser, query: dict, body: dict, owner: str, name: str, number: str
@@ -922,8 +1119,368 @@ class FakeGitHub:
         self, user: FakeUser, query: dict, body: dict, owner: str, name: str, ref: str
     ) -> tuple[int, Any, dict]:
         repo = self._visible_repo(owner, name)
-        runs = repo.check_runs.get(self._resolve_sha(repo, ref), [])
+        runs = [self._run_json(r) for r in repo.check_runs.get(self._resolve_sha(repo, ref), [])]
         return 200, {"total_count": len(runs), "check_runs": runs}, {}
+
+    @staticmethod
+    def _run_json(run: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in run.items() if not k.startswith("_")}
+
+    def _find_run(self, repo: FakeRepo, run_id: str) -> dict[str, Any]:
+        for runs in repo.check_runs.values():
+            for run in runs:
+                if run["id"] == int(run_id):
+                    return run
+        raise _HttpError(404, "Not Found")
+
+    def _get_check_run(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, run_id: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        return 200, self._run_json(self._find_run(repo, run_id)), {}
+
+    def _list_annotations(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, run_id: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        notes = self._find_run(repo, run_id)["_annotations"]
+        route = f"/repos/{repo.full_name}/check-runs/{run_id}/annotations"
+        page, headers = self._paginate(notes, query, route)
+        return 200, page, headers
+
+    def _job_logs(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, job_id: str
+    ) -> tuple[int, Any, dict]:
+        """302 to a short-lived download URL of the job's plain-text log, as GitHub answers."""
+        repo = self._visible_repo(owner, name)
+        if int(job_id) not in repo.job_logs:
+            raise _HttpError(404, "Not Found")
+        ticket = secrets.token_hex(12)
+        self._log_tickets[ticket] = repo.job_logs[int(job_id)]
+        return 302, None, {"Location": f"{self.url}{LOGS_PREFIX}{ticket}"}
+
+    def _serve_log(self, ticket: str) -> tuple[int, dict[str, str], bytes]:
+        with self.lock:
+            text = self._log_tickets.get(ticket)
+        if text is None:
+            return 404, {"Content-Type": "text/plain"}, b"expired\n"
+        return 200, {"Content-Type": "text/plain; charset=utf-8"}, text.encode()
+
+    def _list_review_comments(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, number: str
+    ) -> tuple[int, Any, dict]:
+        repo, pull = self._existing_pull(owner, name, number)
+        items = [self._review_comment_json(repo, pull.number, c) for c in pull.review_comments]
+        route = f"/repos/{repo.full_name}/pulls/{number}/comments"
+        page, headers = self._paginate(items, query, route)
+        return 200, page, headers
+
+    def _reply_review_comment(
+        self,
+        user: FakeUser,
+        query: dict,
+        body: dict,
+        owner: str,
+        name: str,
+        number: str,
+        comment_id: str,
+    ) -> tuple[int, Any, dict]:
+        repo, pull = self._existing_pull(owner, name, number)
+        parent = next((c for c in pull.review_comments if c["id"] == int(comment_id)), None)
+        if parent is None:
+            raise _HttpError(404, "Not Found")
+        if not body.get("body"):
+            raise _invalid(field="body", code="missing_field")
+        reply = {
+            **parent,
+            "id": next(self._ids),
+            "body": body["body"],
+            "user": user.login,
+            "in_reply_to_id": parent["id"],
+            "created_at": _iso(),
+        }
+        pull.review_comments.append(reply)
+        return 201, self._review_comment_json(repo, pull.number, reply), {}
+
+    def _get_permission(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, login: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        if not any(u.login == login for u in self.users.values()):
+            raise _HttpError(404, "Not Found")
+        if login == self.user.login:
+            permission = "admin" if repo.admin else ("write" if repo.push else "read")
+        else:
+            permission = repo.permissions.get(login, "read" if not repo.private else "none")
+        payload = {
+            "permission": permission,
+            "role_name": permission,
+            "user": self._user_json(login),
+        }
+        return 200, payload, {}
+
+    def _get_branch(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, branch: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        sha = self.branch_sha(repo.full_name, branch)
+        if sha is None:
+            raise _HttpError(404, "Branch not found")
+        protected = repo.protected and branch == repo.default_branch
+        checks = {
+            "enforcement_level": "non_admins" if protected and repo.required_checks else "off",
+            "contexts": repo.required_checks if protected else [],
+            "checks": [{"context": c, "app_id": None} for c in repo.required_checks]
+            if protected
+            else [],
+        }
+        payload = {
+            "name": branch,
+            "commit": {"sha": sha, "url": f"{self.api_url}/repos/{repo.full_name}/commits/{sha}"},
+            "protected": protected,
+            "protection": {"enabled": protected, "required_status_checks": checks},
+            "protection_url": f"{self.api_url}/repos/{repo.full_name}/branches/{branch}/protection",
+        }
+        return 200, payload, {}
+
+    def _ref_json(self, repo: FakeRepo, ref: str, sha: str) -> dict[str, Any]:
+        api = f"{self.api_url}/repos/{repo.full_name}"
+        return {
+            "ref": f"refs/{ref}",
+            "node_id": f"REF_{abs(hash(ref)) % 10**8}",
+            "url": f"{api}/git/refs/{ref}",
+            "object": {"type": "commit", "sha": sha, "url": f"{api}/git/commits/{sha}"},
+        }
+
+    def _get_ref(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, ref: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        sha = ref.startswith("heads/") and self.branch_sha(repo.full_name, ref[6:])
+        if not sha:
+            raise _HttpError(404, "Not Found")
+        return 200, self._ref_json(repo, ref, sha), {}
+
+    def _delete_ref(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, ref: str
+    ) -> tuple[int, Any, dict]:
+        repo = self._visible_repo(owner, name)
+        if not repo.push or repo.archived:
+            raise _HttpError(403, "Resource not accessible by personal access token")
+        branch = ref.removeprefix("heads/")
+        if not ref.startswith("heads/") or self.branch_sha(repo.full_name, branch) is None:
+            raise _HttpError(422, "Reference does not exist")
+        if repo.protected and branch == repo.default_branch:
+            raise _HttpError(422, "Cannot delete a protected branch")
+        git("update-ref", "-d", f"refs/heads/{branch}", cwd=repo.bare)
+        return 204, None, {}
+
+    # -- merging ---------------------------------------------------------------------------
+
+    def _checks_at(self, repo: FakeRepo, sha: str) -> dict[str, str]:
+        """Latest state per check name at sha: success, failure or pending."""
+        states: dict[str, str] = {}
+        for status in repo.statuses.get(sha, []):
+            states[status["context"]] = {"error": "failure"}.get(status["state"], status["state"])
+        for run in repo.check_runs.get(sha, []):
+            if run["status"] != "completed":
+                states[run["name"]] = "pending"
+            elif run["conclusion"] in ("success", "neutral", "skipped"):
+                states[run["name"]] = "success"
+            else:
+                states[run["name"]] = "failure"
+        return states
+
+    def _mergeability(self, repo: FakeRepo, pull: FakePull) -> tuple[bool | None, str]:
+        """(mergeable, mergeable_state) as GitHub reports them for an open PR."""
+        if pull.state != "open":
+            return None, "unknown"
+        head = self.branch_sha(repo.full_name, pull.head_ref) or pull.head_sha
+        base = self.branch_sha(repo.full_name, pull.base_ref) or ""
+        if self._merged_tree(repo, base, head) is None:
+            return False, "dirty"
+        if pull.draft:
+            return True, "draft"
+        checks = self._checks_at(repo, head)
+        protected = repo.protected and pull.base_ref == repo.default_branch
+        required = repo.required_checks if protected else []
+        if any(checks.get(c) != "success" for c in required):
+            return True, "blocked"
+        latest = {r["user"]: r["state"] for r in pull.reviews if r["state"] != "COMMENTED"}
+        approvals = sum(1 for s in latest.values() if s == "APPROVED")
+        if protected and (
+            approvals < repo.required_approvals or "CHANGES_REQUESTED" in latest.values()
+        ):
+            return True, "blocked"
+        if any(s != "success" for s in checks.values()):
+            return True, "unstable"
+        return True, "clean"
+
+    def _merged_tree(self, repo: FakeRepo, base: str, head: str) -> str | None:
+        proc = subprocess.run(
+            ["git", "merge-tree", "--write-tree", base, head],
+            cwd=repo.bare,
+            env=_git_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.stdout.split()[0] if proc.returncode == 0 else None
+
+    def _is_merged(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, number: str
+    ) -> tuple[int, Any, dict]:
+        _, pull = self._existing_pull(owner, name, number)
+        if not pull.merged:
+            raise _HttpError(404, "Not Found")
+        return 204, None, {}
+
+    def _merge_pull(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, number: str
+    ) -> tuple[int, Any, dict]:
+        repo, pull = self._existing_pull(owner, name, number)
+        if repo.archived or not repo.push:
+            raise _HttpError(403, "Resource not accessible by personal access token")
+        sha = self.do_merge(repo, pull, user.login, body.get("merge_method") or "merge", body)
+        return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
+
+    def do_merge(
+        self, repo: FakeRepo, pull: FakePull, login: str, method: str, body: dict[str, Any]
+    ) -> str:
+        """Merge as GitHub's merge button does, refusing (405/409) what GitHub refuses."""
+        if pull.state != "open":
+            raise _HttpError(405, "Pull Request is not mergeable")
+        head = self.branch_sha(repo.full_name, pull.head_ref) or pull.head_sha
+        if body.get("sha") and body["sha"] != head:
+            raise _HttpError(409, "Head branch was modified. Review and try the merge again.")
+        allowed = {
+            "merge": (repo.allow_merge_commit, "Merge commits are not allowed on this repository."),
+            "squash": (
+                repo.allow_squash_merge,
+                "Squash merges are not allowed on this repository.",
+            ),
+            "rebase": (
+                repo.allow_rebase_merge,
+                "Rebase merges are not allowed on this repository.",
+            ),
+        }
+        if method not in allowed:
+            raise _invalid(field="merge_method", code="invalid")
+        if not allowed[method][0]:
+            raise _HttpError(405, allowed[method][1])
+        mergeable, state = self._mergeability(repo, pull)
+        if state == "draft":
+            raise _HttpError(405, "Pull Request is still a draft")
+        if not mergeable:
+            raise _HttpError(405, "Pull Request is not mergeable")
+        if state == "blocked":
+            checks = self._checks_at(repo, head)
+            missing = [c for c in repo.required_checks if checks.get(c) != "success"]
+            if missing:
+                raise _HttpError(405, f'Required status check "{missing[0]}" is expected.')
+            raise _HttpError(
+                405, "At least 1 approving review is required by reviewers with write access."
+            )
+        base = self.branch_sha(repo.full_name, pull.base_ref) or ""
+        title = body.get("commit_title") or (
+            f"Merge pull request #{pull.number} from {pull.head_owner}/{pull.head_ref}"
+            if method == "merge"
+            else f"{pull.title} (#{pull.number})"
+        )
+        message = title + ("\n\n" + body["commit_message"] if body.get("commit_message") else "")
+        if method == "rebase":
+            new = self._rebase(repo, base, head)
+        else:
+            tree = self._merged_tree(repo, base, head)
+            parents = ["-p", base] + (["-p", head] if method == "merge" else [])
+            new = git("commit-tree", str(tree), *parents, "-m", message, cwd=repo.bare)
+        git("update-ref", f"refs/heads/{pull.base_ref}", new, base, cwd=repo.bare)
+        pull.head_sha = head
+        pull.state, pull.merged, pull.merged_by = "closed", True, login
+        pull.merged_at = pull.closed_at = pull.updated_at = _iso()
+        pull.merge_commit_sha = new
+        if repo.delete_branch_on_merge:
+            git("update-ref", "-d", f"refs/heads/{pull.head_ref}", cwd=repo.bare)
+        return new
+
+    def _rebase(self, repo: FakeRepo, base: str, head: str) -> str:
+        """Replay head's commits onto base (GitHub's rebase merge); return the new tip."""
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp) / "w"
+            git("clone", "-q", "--no-checkout", str(repo.bare), str(work))
+            git("checkout", "-q", "--detach", head, cwd=work)
+            git("rebase", "-q", base, cwd=work)
+            tip = git("rev-parse", "HEAD", cwd=work)
+            git("fetch", "-q", str(work), tip, cwd=repo.bare)
+            return tip
+
+    def settle_auto_merges(self) -> None:
+        """Merge every PR whose auto-merge is on and which became mergeable, as GitHub does."""
+        with self.lock:
+            for repo in self.repos.values():
+                for pull in list(repo.pulls.values()):
+                    if pull.state != "open" or pull.auto_merge is None:
+                        continue
+                    if self._mergeability(repo, pull) == (True, "clean"):
+                        method = pull.auto_merge["merge_method"].lower()
+                        with contextlib.suppress(_HttpError):  # GitHub leaves it waiting
+                            self.do_merge(repo, pull, pull.auto_merge["enabled_by"], method, {})
+
+    def _graphql(self, user: FakeUser, query: dict, body: dict) -> tuple[int, Any, dict]:
+        """The auto-merge mutations, with GitHub's errors (HTTP 200 with an errors list)."""
+        text = str(body.get("query", ""))
+        found = re.search(r"\b(enablePullRequestAutoMerge|disablePullRequestAutoMerge)\b", text)
+        if found is None or not text.lstrip().startswith("mutation"):
+            return (
+                200,
+                {"errors": [{"message": "the fake serves the auto-merge mutations only"}]},
+                {},
+            )
+        mutation = found.group(1)
+        data = (body.get("variables") or {}).get("input") or {}
+        target = None
+        for repo in self.repos.values():
+            for pull in repo.pulls.values():
+                if f"PR_{pull.id}" == data.get("pullRequestId") and repo.visible:
+                    target = repo, pull
+        if target is None:
+            message = (
+                f"Could not resolve to a node with the global id of '{data.get('pullRequestId')}'"
+            )
+            return (
+                200,
+                {"data": {mutation: None}, "errors": [{"type": "NOT_FOUND", "message": message}]},
+                {},
+            )
+        repo, pull = target
+
+        def error(message: str) -> tuple[int, Any, dict]:
+            errors = [{"type": "UNPROCESSABLE", "path": [mutation], "message": message}]
+            return 200, {"data": {mutation: None}, "errors": errors}, {}
+
+        if not repo.push:
+            return error(f"{user.login} does not have permission to enable auto-merge")
+        if mutation == "disablePullRequestAutoMerge":
+            pull.auto_merge = None
+        else:
+            if not repo.allow_auto_merge:
+                return error("Auto merge is not allowed for this repository")
+            if pull.state != "open":
+                return error("Pull request is not in the correct state to enable auto-merge")
+            if not (repo.protected and (repo.required_checks or repo.required_approvals)):
+                return error("Pull request Protected branch rules not configured for this branch")
+            _, state = self._mergeability(repo, pull)
+            if state in ("clean", "unstable"):
+                return error(f"Pull request Pull request is in {state} status")
+            method = str(data.get("mergeMethod", "MERGE"))
+            pull.auto_merge = {
+                "enabled_by": user.login,
+                "merge_method": method.lower(),
+                "commit_title": data.get("commitHeadline"),
+                "commit_message": data.get("commitBody"),
+            }
+        actor = {"login": user.login, "avatarUrl": "", "resourcePath": f"/{user.login}", "url": ""}
+        return 200, {"data": {mutation: {"actor": actor, "clientMutationId": None}}}, {}
 
     # -- git smart HTTP --------------------------------------------------------------------
 

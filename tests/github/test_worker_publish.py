@@ -35,9 +35,10 @@ def run_job(
     job_id: str,
     steps: tuple[str, ...] = (REPLACE,),
     create_pull_requests: bool = True,
+    **fields: object,
 ) -> dict[str, RepositoryResult]:
     """Register a shell-step job (no Claude) and run the worker for every repository."""
-    conf = {**SPEC, "repositories": repositories, "steps": list(steps)}
+    conf = {**SPEC, "repositories": repositories, "steps": list(steps), **fields}
     conf.pop("prompt")
     conf["create_pull_requests"] = create_pull_requests
     spec = JobSpec.parse(conf, settings)
