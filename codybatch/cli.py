@@ -308,6 +308,29 @@ def cmd_merge(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(a.outcome == "merged" for _, a in done) else 1
 
 
+def cmd_follow_up(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.followup import FollowUpError, run_followups
+    from codybatch.github import GitHubError
+
+    repository = _repo_key(args.repository) if args.repository else None
+    try:
+        done = run_followups(args.job_id, repository, settings, _store(settings))
+    except (FollowUpError, GitHubError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    failed = False
+    for result, fix in done:
+        if fix is None:
+            print(f"{result.repository}: nothing due")
+            continue
+        failed = failed or fix.outcome == "failed"
+        print(
+            f"{result.repository}: round {fix.number} ({fix.trigger}) {fix.outcome}  "
+            f"{fix.note}  ${fix.usage.usd:.4f}"
+        )
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codybatch", description="Apply one AI-driven code change across repositories."
@@ -374,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("repository", nargs="?", help="only this repository (default: all)")
     p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser(
+        "follow-up", help="refresh a job's open PRs and run the fix rounds that are due"
+    )
+    p.add_argument("job_id")
+    p.add_argument("repository", nargs="?", help="only this repository (default: all)")
+    p.set_defaults(func=cmd_follow_up)
     return parser
 
 

@@ -178,3 +178,38 @@ def remote_branch_sha(url: str, branch: str, token: str | None = None) -> str | 
 
 def tree_sha(checkout: Path, rev: str = "HEAD") -> str:
     return run_git(["rev-parse", f"{rev}^{{tree}}"], cwd=checkout).decode().strip()
+
+
+def clone_full(url: str, dest: Path, branch: str, token: str | None = None) -> Path:
+    """A clone with history of every branch, checked out at `branch` (for follow-ups)."""
+    run_git(["clone", "--no-tags", "--quiet", "--branch", branch, "--", _url(url), str(dest)],
+            token=token)  # fmt: skip
+    return dest
+
+
+def authors(checkout: Path, base: str, head: str = "HEAD") -> list[str]:
+    """Author emails of the commits in base..head, oldest first."""
+    out = run_git(["log", "--reverse", "--format=%ae", f"{base}..{head}"], cwd=checkout)
+    return [line for line in out.decode().splitlines() if line]
+
+
+def rebase(checkout: Path, onto: str, author: str) -> bool:
+    """Rebase HEAD onto `onto`; False (and nothing changed) when it does not apply cleanly."""
+    match = re.match(r"^\s*(.+?)\s*<([^>]+)>\s*$", author)
+    name, email = match.groups() if match else ("Cody Batch", "codybatch@localhost")
+    identity = ["-c", f"user.name={name}", "-c", f"user.email={email}"]
+    try:
+        run_git([*identity, "rebase", "--quiet", "--no-autosquash", onto], cwd=checkout)
+    except GitError:
+        run_git(["rebase", "--abort"], cwd=checkout)
+        return False
+    return True
+
+
+def push_with_lease(
+    checkout: Path, url: str, branch: str, expected: str, token: str | None = None
+) -> None:
+    """Force-push HEAD to branch only if the remote branch is still at `expected`."""
+    lease = f"--force-with-lease=refs/heads/{branch}:{expected}"
+    args = ["push", "--quiet", "--no-verify", "--porcelain", lease]
+    run_git([*args, _url(url), f"HEAD:refs/heads/{branch}"], cwd=checkout, token=token)

@@ -43,8 +43,34 @@ def refresh_pull_requests() -> dict[str, int]:
     }
 
 
+@task
+def find_follow_ups() -> list[dict[str, str]]:
+    """The open PRs whose jobs let Claude follow up (one mapped follow-up each)."""
+    from codybatch.followup import followup_candidates
+    from codybatch.store import open_store
+
+    settings = Settings.from_env()
+    if not settings.github_token:
+        return []
+    return followup_candidates(open_store(settings), settings)
+
+
+def follow_up(job_id: str, repository: str) -> str:
+    """`codybatch follow-up JOB REPOSITORY`: refresh the PR, run the round that is due."""
+    from codybatch.followup import run_followups
+    from codybatch.store import open_store
+
+    settings = Settings.from_env()
+    done = run_followups(job_id, repository, settings, open_store(settings), by="tracking")
+    notes = [f"round {f.number} {f.trigger}: {f.outcome} {f.note}" for _, f in done if f]
+    for note in notes:
+        log.info("%s: %s", repository, note)
+    return "; ".join(notes) or "nothing due"
+
+
 def build_tracking_dag(schedule: str | None = None) -> DAG:
-    """An hourly (by default) DAG with one task that refreshes every open PR."""
+    """An hourly (by default) DAG: refresh every open PR (and merge the green ones whose job
+    says so), then one follow-up per PR whose job lets Claude answer its checks and reviews."""
     with DAG(
         dag_id=TRACKING_DAG_ID,
         description="Refresh state, checks and reviews of the pull requests Cody Batch opened",
@@ -54,5 +80,16 @@ def build_tracking_dag(schedule: str | None = None) -> DAG:
         max_active_runs=1,
         tags=["codybatch"],
     ) as dag:
-        refresh_pull_requests()
+        refreshed = refresh_pull_requests()
+        due = find_follow_ups()
+        refreshed >> due
+        # One follow-up per repository, one at a time: rounds push and comment, and GitHub's
+        # secondary limits punish bursts (pr_slot spaces the calls themselves too).
+        task(
+            follow_up,
+            task_id="follow_up",
+            pool=Settings.from_env().pool,
+            max_active_tis_per_dag=1,
+            map_index_template="{{ task.op_kwargs['repository'] }}",
+        ).expand_kwargs(due)
     return dag

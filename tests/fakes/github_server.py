@@ -217,6 +217,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _REPO + r"/commits/(?P<ref>[^/]+)/check-runs", "_list_check_runs"),
         ("GET", _REPO + r"/check-runs/(?P<run_id>\d+)", "_get_check_run"),
         ("GET", _REPO + r"/check-runs/(?P<run_id>\d+)/annotations", "_list_annotations"),
+        ("GET", _REPO + r"/actions/jobs/(?P<job_id>\d+)", "_get_job"),
         ("GET", _REPO + r"/actions/jobs/(?P<job_id>\d+)/logs", "_job_logs"),
         ("GET", _REPO + r"/pulls/(?P<number>\d+)/comments", "_list_review_comments"),
         (
@@ -578,6 +579,12 @@ class FakeGitHub:
         repo.protected = True
         repo.required_checks = list(required_checks or [])
         repo.required_approvals = approvals
+
+    def mergeability(self, full_name: str, number: int) -> tuple[bool | None, str]:
+        """(mergeable, mergeable_state) of a PR as GitHub would compute it now."""
+        with self.lock:
+            repo = self.repo(full_name)
+            return self._mergeability(repo, repo.pulls[number])
 
     def _known(self, login: str) -> None:
         if not any(u.login == login for u in self.users.values()):
@@ -1147,6 +1154,31 @@ class FakeGitHub:
         route = f"/repos/{repo.full_name}/check-runs/{run_id}/annotations"
         page, headers = self._paginate(notes, query, route)
         return 200, page, headers
+
+    def _get_job(
+        self, user: FakeUser, query: dict, body: dict, owner: str, name: str, job_id: str
+    ) -> tuple[int, Any, dict]:
+        """A GitHub Actions workflow job: the same id as its check run."""
+        repo = self._visible_repo(owner, name)
+        if int(job_id) not in repo.job_logs:
+            raise _HttpError(404, "Not Found")
+        run = self._find_run(repo, job_id)
+        api = f"{self.api_url}/repos/{repo.full_name}"
+        payload = {
+            "id": run["id"],
+            "run_id": run["id"] + 1,
+            "name": run["name"],
+            "head_sha": run["head_sha"],
+            "status": run["status"],
+            "conclusion": run["conclusion"],
+            "url": f"{api}/actions/jobs/{run['id']}",
+            "html_url": run["details_url"],
+            "check_run_url": run["url"],
+            "started_at": run["started_at"],
+            "completed_at": run["completed_at"],
+            "steps": [],
+        }
+        return 200, payload, {}
 
     def _job_logs(
         self, user: FakeUser, query: dict, body: dict, owner: str, name: str, job_id: str

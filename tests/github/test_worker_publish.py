@@ -39,7 +39,8 @@ def run_job(
 ) -> dict[str, RepositoryResult]:
     """Register a shell-step job (no Claude) and run the worker for every repository."""
     conf = {**SPEC, "repositories": repositories, "steps": list(steps), **fields}
-    conf.pop("prompt")
+    if "prompt" not in fields:
+        conf.pop("prompt")
     conf["create_pull_requests"] = create_pull_requests
     spec = JobSpec.parse(conf, settings)
     register_job(spec, store, job_id=job_id)
