@@ -1,14 +1,24 @@
-"""JobSpec: the one validated description of a job."""
+"""JobSpec: the one typed job model (pydantic) and the one parse of every entry point.
+
+The model's fields are the only definition of a job's fields, types, limits, defaults,
+aliases (the seed API's camelCase) and descriptions; the trigger form's Params, the plugin
+API's schema, the New job form and the README's field table are derived from it.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlparse
+
+from annotated_types import Ge, Le, MaxLen
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from codybatch.settings import Settings
 
@@ -18,55 +28,12 @@ MAX_NAME = 100
 MAX_DESCRIPTION = 5_000
 MAX_STEPS = 20
 MAX_COMMAND = 4_000
-
-ALIASES = {
-    "createPullRequests": "create_pull_requests",
-    "baseBranch": "base_branch",
-    "maxTurns": "max_turns",
-    "maxUsd": "max_usd",
-    "maxTokens": "max_tokens",
-    "maxMinutes": "max_minutes",
-    "commandTimeout": "command_timeout",
-    "allowedCommands": "allowed_commands",
-    "reviewBeforePublish": "review_before_publish",
-    "maxFixRounds": "max_fix_rounds",
-    "mergeMethod": "merge_method",
-}
-LIMIT_FIELDS = {
-    "max_turns": (int, 1, 500, 50),
-    "max_tokens": (int, 1_000, 50_000_000, 5_000_000),
-    "max_usd": (float, 0.01, 500.0, 2.0),
-    "max_minutes": (float, 1.0, 24 * 60.0, 30.0),
-    "command_timeout": (int, 1, 3_600, 120),
-    "max_fix_rounds": (int, 0, 10, 2),
-}
+MAX_ALLOWED_COMMANDS = 50
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
 MERGE_MODES = ("off", "auto", "when_green")
 MERGE_METHODS = ("merge", "squash", "rebase")
-MAX_ALLOWED_COMMANDS = 50
-KNOWN = {
-    "name",
-    "description",
-    "prompt",
-    "repositories",
-    "create_pull_requests",
-    "steps",
-    "base_branch",
-    "verify",
-    "model",
-    "draft",
-    "campaign",
-    "effort",
-    "shell",
-    "network",
-    "allowed_commands",
-    "type",
-    "variables",
-    "review_before_publish",
-    "merge",
-    "merge_method",
-    *LIMIT_FIELDS,
-}
+ADVANCED = "Advanced"
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HOST = re.compile(r"^[a-z0-9.-]+(:\d+)?$")
 _BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\]+(?<![/.])$")
@@ -182,36 +149,343 @@ def _normalise_pattern(pattern: str) -> str:
     return pattern if pattern.startswith("/") else pattern.lower()
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """A validated job: prompt and/or steps applied to 1-5 repositories."""
+def _fail(message: str) -> PydanticCustomError:
+    """A field error whose message is ours (pydantic keeps the field's location)."""
+    return PydanticCustomError("job_field", "{message}", {"message": message})
 
-    name: str
-    repositories: tuple[str, ...]
-    prompt: str = ""
-    description: str = ""
-    create_pull_requests: bool = False
-    steps: tuple[str, ...] = ()
-    base_branch: str | None = None
-    verify: str | None = None
-    model: str | None = None
-    draft: bool = True
-    campaign: str | None = None  # set by a campaign's DAG: its name
-    max_turns: int = 50
-    max_tokens: int = 5_000_000
-    max_usd: float = 2.0
-    max_minutes: float = 30.0
-    effort: str | None = None  # None: CODYBATCH_EFFORT, sent only where the model supports it
-    shell: bool | None = None  # None: offered where the sandbox works
-    network: bool = False  # commands run for Claude, steps and verify may reach the network
-    command_timeout: int = 120  # seconds per command Claude runs
-    allowed_commands: tuple[str, ...] = ()  # command-prefix patterns; empty: any command
-    type: str = "custom"  # the job type whose template and defaults apply
-    variables: Mapping[str, str] = field(default_factory=dict)  # the job type's variables
-    review_before_publish: bool = False  # patch-only, then publish what a person approves
-    merge: str = "off"  # off | auto | when_green
-    merge_method: str = "squash"  # merge | squash | rebase
-    max_fix_rounds: int = 2  # follow-up rounds per pull request
+
+class JobSpec(BaseModel):
+    """A validated job: a prompt (or job type) and/or steps applied to 1-5 repositories."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: str = Field(
+        title="Job name",
+        description="What this change is, in a few words (1-100 characters, one line). Also "
+        "names the PR branch (codybatch/<slug>), so re-running a name updates the same PRs.",
+        min_length=1,
+        max_length=MAX_NAME,
+    )
+    description: str = Field(
+        "",
+        title="Description",
+        description="Why the change is made; goes into the pull request body.",
+        max_length=MAX_DESCRIPTION,
+        json_schema_extra={"format": "multiline"},
+    )
+    prompt: str = Field(
+        "",
+        title="Prompt for Claude",
+        description="The change to make, as you would tell a colleague (up to 20,000 "
+        "characters). Required unless steps (or a job type's variables) are given.",
+        max_length=MAX_PROMPT,
+        json_schema_extra={"format": "multiline"},
+    )
+    repositories: tuple[str, ...] = Field(
+        title="Repositories",
+        description=f"1 to {MAX_REPOSITORIES} of owner/name, github.com/owner/name, "
+        "HOST/owner/name (GitHub Enterprise) or an absolute path / file:// URL of a local git "
+        "repository (patch only), one per line.",
+        min_length=1,
+        max_length=MAX_REPOSITORIES,
+    )
+    create_pull_requests: bool = Field(
+        False,
+        validation_alias=AliasChoices("create_pull_requests", "createPullRequests"),
+        title="Open pull requests",
+        description="Push a branch and open (or update) a pull request per changed "
+        "repository. Off: patches only, publish later with `codybatch publish`.",
+    )
+    steps: tuple[str, ...] = Field(
+        (),
+        title="Shell steps",
+        description=f"Commands run in each checkout before Claude, one per line (at most "
+        f"{MAX_STEPS}).",
+        max_length=MAX_STEPS,
+        json_schema_extra={"section": ADVANCED},
+    )
+    base_branch: str | None = Field(
+        None,
+        validation_alias=AliasChoices("base_branch", "baseBranch"),
+        title="Base branch",
+        description="Branch to change; empty: the repository's default branch.",
+        max_length=255,
+        json_schema_extra={"section": ADVANCED},
+    )
+    verify: str | None = Field(
+        None,
+        title="Verify command",
+        description="A check run after the change (e.g. `make test`); on failure Claude gets "
+        "the output and fixes, up to 3 rounds.",
+        max_length=MAX_COMMAND,
+        json_schema_extra={"section": ADVANCED},
+    )
+    model: str | None = Field(
+        None,
+        title="Claude model",
+        description="Empty: CODYBATCH_MODEL.",
+        max_length=100,
+        json_schema_extra={"section": ADVANCED},
+    )
+    draft: bool = Field(
+        True,
+        title="Draft pull requests",
+        description="Open pull requests as drafts.",
+        json_schema_extra={"section": ADVANCED},
+    )
+    campaign: str | None = Field(
+        None,
+        title="Campaign",
+        description="Set by a campaign's own DAG: its name.",
+        max_length=100,
+        json_schema_extra={"internal": True},
+    )
+    max_turns: int = Field(
+        50,
+        validation_alias=AliasChoices("max_turns", "maxTurns"),
+        title="Max turns per repository",
+        description="Claude turns per repository (default 50).",
+        ge=1,
+        le=500,
+        json_schema_extra={"section": ADVANCED},
+    )
+    max_tokens: int = Field(
+        5_000_000,
+        validation_alias=AliasChoices("max_tokens", "maxTokens"),
+        title="Max tokens per repository",
+        description="Tokens per repository (default 5,000,000).",
+        ge=1_000,
+        le=50_000_000,
+        json_schema_extra={"section": ADVANCED},
+    )
+    max_usd: float = Field(
+        2.0,
+        validation_alias=AliasChoices("max_usd", "maxUsd"),
+        title="Max USD per repository",
+        description="Cost per repository (default 2).",
+        ge=0.01,
+        le=500.0,
+        json_schema_extra={"section": ADVANCED},
+    )
+    max_minutes: float = Field(
+        30.0,
+        validation_alias=AliasChoices("max_minutes", "maxMinutes"),
+        title="Max minutes per repository",
+        description="Wall time per repository (default 30).",
+        ge=1.0,
+        le=24 * 60.0,
+        json_schema_extra={"section": ADVANCED},
+    )
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
+        None,
+        title="Effort",
+        description="Claude's effort; empty: CODYBATCH_EFFORT, sent only where the model "
+        "supports it.",
+        json_schema_extra={"section": ADVANCED},
+    )
+    shell: bool | None = Field(
+        None,
+        title="Shell tool",
+        description="Offer Claude a sandboxed shell; empty: wherever the sandbox works.",
+        json_schema_extra={"section": ADVANCED},
+    )
+    network: bool = Field(
+        False,
+        title="Network access",
+        description="Commands run for Claude, steps and verify may reach the network.",
+        json_schema_extra={"section": ADVANCED},
+    )
+    command_timeout: int = Field(
+        120,
+        validation_alias=AliasChoices("command_timeout", "commandTimeout"),
+        title="Command timeout",
+        description="Seconds per command Claude runs (default 120).",
+        ge=1,
+        le=3_600,
+        json_schema_extra={"section": ADVANCED},
+    )
+    allowed_commands: tuple[str, ...] = Field(
+        (),
+        validation_alias=AliasChoices("allowed_commands", "allowedCommands"),
+        title="Allowed commands",
+        description="Command prefixes Claude may run, e.g. `npm test`; empty: any command.",
+        max_length=MAX_ALLOWED_COMMANDS,
+        json_schema_extra={"section": ADVANCED},
+    )
+    type: str = Field(
+        "custom",
+        title="Job type",
+        description="The job type whose prompt template and defaults apply (default custom: "
+        "the prompt as written).",
+        max_length=100,
+    )
+    variables: dict[str, str] = Field(
+        default_factory=dict,
+        title="Job type variables",
+        description="Values of the job type's variables, e.g. {old: ..., new: ...}.",
+        json_schema_extra={"section": ADVANCED},
+    )
+    review_before_publish: bool = Field(
+        False,
+        validation_alias=AliasChoices("review_before_publish", "reviewBeforePublish"),
+        title="Review before publishing",
+        description="Patch only, then publish what a person approves (needs create_pull_requests).",
+        json_schema_extra={"section": ADVANCED},
+    )
+    merge: Literal["off", "auto", "when_green"] = Field(
+        "off",
+        title="Merge",
+        description="off, auto or when_green.",
+        json_schema_extra={"section": ADVANCED},
+    )
+    merge_method: Literal["merge", "squash", "rebase"] = Field(
+        "squash",
+        validation_alias=AliasChoices("merge_method", "mergeMethod"),
+        title="Merge method",
+        description="merge, squash or rebase.",
+        json_schema_extra={"section": ADVANCED},
+    )
+    max_fix_rounds: int = Field(
+        2,
+        validation_alias=AliasChoices("max_fix_rounds", "maxFixRounds"),
+        title="Max fix rounds",
+        description="Follow-up rounds per pull request (default 2).",
+        ge=0,
+        le=10,
+        json_schema_extra={"section": ADVANCED},
+    )
+
+    # field-level rules: each raises one error naming the fix, with our own wording
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> str:
+        text = _text_value("name", value, required=True)
+        if _CONTROL.search(text) or not re.search(r"[A-Za-z0-9]", text):
+            raise _fail("must be one line with at least one letter or digit")
+        return text.strip()
+
+    @field_validator("prompt", "description", mode="before")
+    @classmethod
+    def _long_text(cls, value: Any, info: Any) -> str:
+        return _text_value(info.field_name, value) or ""
+
+    @field_validator("verify", "model", "campaign", "base_branch", mode="before")
+    @classmethod
+    def _optional_text(cls, value: Any, info: Any) -> str | None:
+        text = _text_value(info.field_name, value) or None
+        if info.field_name == "base_branch" and text and not _BRANCH.match(text):
+            raise _fail(f"{text!r} is not a valid git branch name")
+        return text
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, value: Any) -> str:
+        return _text_value("type", value) or "custom"
+
+    @field_validator(
+        "create_pull_requests", "draft", "network", "review_before_publish", mode="before"
+    )
+    @classmethod
+    def _flag(cls, value: Any, info: Any) -> bool:
+        if value is None:
+            return cls.model_fields[info.field_name].default
+        return _bool_value(value)
+
+    @field_validator("shell", mode="before")
+    @classmethod
+    def _shell(cls, value: Any) -> bool | None:
+        return None if value is None else _bool_value(value)
+
+    @field_validator(
+        "max_turns",
+        "max_tokens",
+        "max_usd",
+        "max_minutes",
+        "command_timeout",
+        "max_fix_rounds",
+        mode="before",
+    )
+    @classmethod
+    def _limit(cls, value: Any, info: Any) -> int | float:
+        field = cls.model_fields[info.field_name]
+        if value is None:
+            return field.default
+        kind = field.annotation
+        low, high = _bounds(field)
+        if kind is float:
+            low, high = float(low), float(high)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _fail(f"must be a number between {low} and {high}")
+        if kind is int and value != int(value):
+            raise _fail("must be a whole number")
+        if not low <= value <= high:
+            raise _fail(f"is {value}: choose a value between {low} and {high}")
+        return kind(value)
+
+    @field_validator("effort", "merge", "merge_method", mode="before")
+    @classmethod
+    def _choice(cls, value: Any, info: Any) -> str | None:
+        field = cls.model_fields[info.field_name]
+        if value is None or value == "":
+            return field.default
+        choices = _choices(field)
+        if value not in choices:
+            raise _fail(f"is {value!r}: choose one of {', '.join(choices)}")
+        return value
+
+    @field_validator("allowed_commands", mode="before")
+    @classmethod
+    def _allowed_commands(cls, value: Any) -> tuple[str, ...]:
+        if value is None or value == [] or value == ():
+            return ()
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, str) and v.strip() for v in value
+        ):
+            raise _fail("must be a list of command prefixes, e.g. 'npm test'")
+        if len(value) > MAX_ALLOWED_COMMANDS:
+            raise _fail(f"has {len(value)} patterns: at most {MAX_ALLOWED_COMMANDS}")
+        return tuple(v.strip() for v in value)
+
+    @field_validator("variables", mode="before")
+    @classmethod
+    def _variables(cls, value: Any) -> dict[str, str]:
+        if value is None or value == {}:
+            return {}
+        if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise _fail("must be an object of names to text values")
+        return dict(value)
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _steps(cls, value: Any) -> tuple[str, ...]:
+        if value is None or value == [] or value == ():
+            return ()
+        if isinstance(value, str):
+            value = [line for line in value.splitlines() if line.strip()]
+        if not isinstance(value, list | tuple):
+            raise _fail("must be a list of shell commands")
+        if len(value) > MAX_STEPS:
+            raise _fail(f"has {len(value)} commands: at most {MAX_STEPS}")
+        return tuple(value)  # each command is checked with its index by _rules
+
+    @field_validator("repositories", mode="before")
+    @classmethod
+    def _repositories(cls, value: Any) -> tuple[Any, ...]:
+        if isinstance(value, str):
+            value = [line for line in re.split(r"[\n,]", value) if line.strip()]
+        if value is None or value == [] or value == ():
+            raise _fail(f"is required: list 1 to {MAX_REPOSITORIES} repositories (owner/name)")
+        if not isinstance(value, list | tuple):
+            raise _fail("must be a list of repositories (owner/name)")
+        if len(value) > MAX_REPOSITORIES:
+            raise _fail(
+                f"has {len(value)} repositories: at most {MAX_REPOSITORIES} per job; "
+                "split the work into several jobs"
+            )
+        return tuple(value)  # each entry is checked with its index by _rules
 
     def repository(self, key: str) -> Repository:
         """The parsed repository of this job with that key (or raw reference)."""
@@ -222,12 +496,8 @@ class JobSpec:
         raise KeyError(f"{key!r} is not a repository of job {self.name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["repositories"] = list(self.repositories)
-        data["steps"] = list(self.steps)
-        data["allowed_commands"] = list(self.allowed_commands)
-        data["variables"] = dict(self.variables)
-        return data
+        """Plain JSON-ready fields (snake_case, lists), as stored and sent as DAG conf."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def parse(
@@ -247,183 +517,124 @@ class JobSpec:
             if target in raw and value != raw[target]:
                 errors.append(FieldError(key, f"given twice (as {target!r} too): keep one"))
             raw[target] = value
-        for key in sorted(set(raw) - KNOWN):
+        for key in sorted(set(raw) - KNOWN, key=str):
             errors.append(
-                FieldError(key, f"is not a known field: use one of {', '.join(sorted(KNOWN))}")
+                FieldError(str(key), f"is not a known field: use one of {', '.join(sorted(KNOWN))}")
             )
-
-        name = _text(raw, "name", errors, required=True, max_len=MAX_NAME)
-        if name and (_CONTROL.search(name) or not re.search(r"[A-Za-z0-9]", name)):
-            errors.append(FieldError("name", "must be one line with at least one letter or digit"))
-        description = _text(raw, "description", errors, max_len=MAX_DESCRIPTION)
-        prompt = _text(raw, "prompt", errors, max_len=MAX_PROMPT)
-        steps = _commands(raw.get("steps"), errors)
-        if not (prompt or "").strip() and not steps:
-            errors.append(
-                FieldError("prompt", "is required unless steps are given: say what to change")
-            )
-        verify = _text(raw, "verify", errors, max_len=MAX_COMMAND) or None
-        model = _text(raw, "model", errors, max_len=100) or None
-        campaign = _text(raw, "campaign", errors, max_len=100) or None
-        base_branch = _text(raw, "base_branch", errors, max_len=255) or None
-        if base_branch and not _BRANCH.match(base_branch):
-            errors.append(
-                FieldError("base_branch", f"{base_branch!r} is not a valid git branch name")
-            )
-        create_prs = _bool(raw, "create_pull_requests", errors, default=False)
-        draft = _bool(raw, "draft", errors, default=True)
-        repositories = _repositories(
-            raw.get("repositories"), settings, errors, create_prs, check_local
-        )
-        limits = {name: _limit(raw, name, errors) for name in LIMIT_FIELDS}
-        effort = _choice(raw, "effort", EFFORTS, errors, default=None)
-        merge = _choice(raw, "merge", MERGE_MODES, errors, default="off")
-        merge_method = _choice(raw, "merge_method", MERGE_METHODS, errors, default="squash")
-        shell = None if raw.get("shell") is None else _bool(raw, "shell", errors, default=True)
-        network = _bool(raw, "network", errors, default=False)
-        review = _bool(raw, "review_before_publish", errors, default=False)
-        if review and not create_prs:
-            errors.append(
-                FieldError(
-                    "review_before_publish",
-                    "needs create_pull_requests: true (approval decides what is published)",
-                )
-            )
-        allowed_commands = _allowed_commands(raw.get("allowed_commands"), errors)
-        job_type = _text(raw, "type", errors, max_len=100) or "custom"
-        variables = _variables(raw.get("variables"), errors)
-        if errors:
+        # Missing required fields go through their validators too: one wording for both.
+        known = {name: None for name in REQUIRED} | {k: v for k, v in raw.items() if k in KNOWN}
+        bad: set[str] = set()
+        spec = None
+        try:
+            spec = cls.model_validate(known)
+        except ValidationError as exc:
+            for error in exc.errors():
+                if len(error["loc"]) > 1 and error["loc"][0] in _ITEMS:
+                    continue
+                field = ".".join(str(part) for part in error["loc"]) or "spec"
+                bad.add(str(error["loc"][0]) if error["loc"] else "spec")
+                message = (error.get("ctx") or {}).get("message") or error["msg"]
+                errors.append(FieldError(field, str(message)))
+        errors.extend(_rules(known, bad, settings, check_local))
+        if errors or spec is None:
             raise SpecError(errors)
-        return cls(
-            name=name.strip(),
-            repositories=tuple(repositories),
-            prompt=prompt or "",
-            description=description or "",
-            create_pull_requests=create_prs,
-            steps=tuple(steps),
-            base_branch=base_branch,
-            verify=verify,
-            model=model,
-            draft=draft,
-            campaign=campaign,
-            effort=effort,
-            shell=shell,
-            network=network,
-            allowed_commands=tuple(allowed_commands),
-            type=job_type,
-            variables=variables,
-            review_before_publish=review,
-            merge=merge or "off",
-            merge_method=merge_method or "squash",
-            **limits,
-        )
+        keys = tuple(parse_repository(r).key for r in spec.repositories)
+        steps = tuple(spec.steps)
+        return spec.model_copy(update={"repositories": keys, "steps": steps})
 
 
-def _text(
-    raw: Mapping[str, Any],
-    name: str,
-    errors: list[FieldError],
-    *,
-    required: bool = False,
-    max_len: int,
-) -> str:
-    value = raw.get(name)
+ALIASES: dict[str, str] = {
+    choice: name
+    for name, info in JobSpec.model_fields.items()
+    if isinstance(info.validation_alias, AliasChoices)
+    for choice in info.validation_alias.choices
+    if choice != name
+}
+KNOWN = frozenset(JobSpec.model_fields)
+REQUIRED = tuple(name for name, info in JobSpec.model_fields.items() if info.is_required())
+_ITEMS = ("repositories", "steps")  # their entries are checked with their index by _rules
+
+
+def _max_length(field: str) -> int:
+    return next(m.max_length for m in JobSpec.model_fields[field].metadata if isinstance(m, MaxLen))
+
+
+def _bounds(info: FieldInfo) -> tuple[int | float, int | float]:
+    low = next(m.ge for m in info.metadata if isinstance(m, Ge))
+    high = next(m.le for m in info.metadata if isinstance(m, Le))
+    return low, high
+
+
+def _choices(info: FieldInfo) -> tuple[str, ...]:
+    """The values of a Literal field (also inside `Literal[...] | None`)."""
+    out: list[str] = []
+    for arg in get_args(info.annotation):
+        out.extend(get_args(arg) or ([arg] if isinstance(arg, str) else []))
+    return tuple(out)
+
+
+def _text_value(field: str, value: Any, *, required: bool = False) -> str:
     if value is None or value == "":
         if required:
-            errors.append(FieldError(name, "is required"))
+            raise _fail("is required")
         return ""
     if not isinstance(value, str):
-        errors.append(FieldError(name, f"must be a string, not {type(value).__name__}"))
-        return ""
+        raise _fail(f"must be a string, not {type(value).__name__}")
     if required and not value.strip():
-        errors.append(FieldError(name, "is required: it is blank"))
-    if len(value) > max_len:
-        errors.append(
-            FieldError(name, f"is {len(value):,} characters: shorten it to at most {max_len:,}")
-        )
+        raise _fail("is required: it is blank")
+    limit = _max_length(field)
+    if len(value) > limit:
+        raise _fail(f"is {len(value):,} characters: shorten it to at most {limit:,}")
     return value
 
 
-def _bool(raw: Mapping[str, Any], name: str, errors: list[FieldError], *, default: bool) -> bool:
-    value = raw.get(name)
-    if value is None:
-        return default
+def _bool_value(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    errors.append(FieldError(name, f"must be true or false, not {value!r}"))
-    return default
+    raise _fail(f"must be true or false, not {value!r}")
 
 
-def _choice(
-    raw: Mapping[str, Any],
-    name: str,
-    choices: Sequence[str],
-    errors: list[FieldError],
-    *,
-    default: str | None,
-) -> str | None:
-    value = raw.get(name)
-    if value is None or value == "":
-        return default
-    if value not in choices:
-        errors.append(FieldError(name, f"is {value!r}: choose one of {', '.join(choices)}"))
-        return default
-    return value
+def _flag_of(raw: Mapping[str, Any], name: str) -> bool:
+    try:
+        return _bool_value(raw[name]) if raw.get(name) is not None else False
+    except PydanticCustomError:
+        return False
 
 
-def _allowed_commands(value: Any, errors: list[FieldError]) -> list[str]:
-    if value is None or value == []:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+def _rules(
+    raw: Mapping[str, Any], bad: set[str], settings: Settings, check_local: bool
+) -> list[FieldError]:
+    """The rules across fields and entries: steps and repositories one by one, prompt or
+    steps, the allowlist, duplicates after normalising, what needs pull requests."""
+    errors: list[FieldError] = []
+    commands = _step_commands(raw.get("steps"), errors) if "steps" not in bad else []
+    prompt = raw.get("prompt")
+    if not (isinstance(prompt, str) and prompt.strip()) and not commands:
         errors.append(
-            FieldError("allowed_commands", "must be a list of command prefixes, e.g. 'npm test'")
+            FieldError("prompt", "is required unless steps are given: say what to change")
         )
-        return []
-    if len(value) > MAX_ALLOWED_COMMANDS:
-        errors.append(FieldError("allowed_commands", f"has {len(value)} patterns: at most 50"))
-    return [v.strip() for v in value]
+    create_prs = _flag_of(raw, "create_pull_requests")
+    if _flag_of(raw, "review_before_publish") and not create_prs:
+        errors.append(
+            FieldError(
+                "review_before_publish",
+                "needs create_pull_requests: true (approval decides what is published)",
+            )
+        )
+    if isinstance(raw.get("repositories"), list | tuple | str):  # entries even when too many
+        errors.extend(
+            _repository_errors(raw.get("repositories"), settings, create_prs, check_local)
+        )
+    return errors
 
 
-def _variables(value: Any, errors: list[FieldError]) -> dict[str, str]:
-    if value is None or value == {}:
-        return {}
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        errors.append(FieldError("variables", "must be an object of names to text values"))
-        return {}
-    return dict(value)
-
-
-def _limit(raw: Mapping[str, Any], name: str, errors: list[FieldError]) -> int | float:
-    kind, low, high, default = LIMIT_FIELDS[name]
-    value = raw.get(name)
+def _step_commands(value: Any, errors: list[FieldError]) -> list[str]:
     if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        errors.append(FieldError(name, f"must be a number between {low} and {high}"))
-        return default
-    if kind is int and value != int(value):
-        errors.append(FieldError(name, "must be a whole number"))
-        return default
-    if not low <= value <= high:
-        errors.append(FieldError(name, f"is {value}: choose a value between {low} and {high}"))
-        return default
-    return kind(value)
-
-
-def _commands(value: Any, errors: list[FieldError]) -> list[str]:
-    if value is None or value == []:
         return []
     if isinstance(value, str):
         value = [line for line in value.splitlines() if line.strip()]
-    if not isinstance(value, list):
-        errors.append(FieldError("steps", "must be a list of shell commands"))
-        return []
-    if len(value) > MAX_STEPS:
-        errors.append(FieldError("steps", f"has {len(value)} commands: at most {MAX_STEPS}"))
     commands = []
     for i, command in enumerate(value):
         if not isinstance(command, str) or not command.strip():
@@ -435,29 +646,14 @@ def _commands(value: Any, errors: list[FieldError]) -> list[str]:
     return commands
 
 
-def _repositories(
-    value: Any, settings: Settings, errors: list[FieldError], create_prs: bool, check_local: bool
-) -> list[str]:
+def _repository_errors(
+    value: Any, settings: Settings, create_prs: bool, check_local: bool
+) -> list[FieldError]:
     if isinstance(value, str):
         value = [line for line in re.split(r"[\n,]", value) if line.strip()]
-    if value is None or value == []:
-        errors.append(
-            FieldError("repositories", "is required: list 1 to 5 repositories (owner/name)")
-        )
-        return []
-    if not isinstance(value, list):
-        errors.append(FieldError("repositories", "must be a list of repositories (owner/name)"))
-        return []
-    if len(value) > MAX_REPOSITORIES:
-        errors.append(
-            FieldError(
-                "repositories",
-                f"has {len(value)} repositories: at most {MAX_REPOSITORIES} per job; "
-                "split the work into several jobs",
-            )
-        )
+    errors: list[FieldError] = []
     keys: list[str] = []
-    for i, item in enumerate(value):
+    for i, item in enumerate(value or ()):
         label = f"repositories[{i}]"
         if not isinstance(item, str):
             errors.append(FieldError(label, f"must be a string, not {type(item).__name__}"))
@@ -494,4 +690,71 @@ def _repositories(
                     )
                 )
         keys.append(repo.key)
-    return keys
+    return errors
+
+
+def _json_type(info: FieldInfo) -> tuple[str, dict[str, Any]]:
+    """The JSON type of a field and its type-specific keywords (items, enum)."""
+    annotation = info.annotation
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    base = args[0] if len(args) == 1 and get_args(annotation) else annotation
+    if _choices(info):
+        return "string", {"enum": list(_choices(info))}
+    if base is bool:
+        return "boolean", {}
+    if base is int:
+        return "integer", {}
+    if base is float:
+        return "number", {}
+    if base is str:
+        return "string", {}
+    if getattr(base, "__origin__", None) is tuple:
+        return "array", {"items": {"type": "string"}}
+    if getattr(base, "__origin__", None) is dict:
+        return "object", {"additionalProperties": {"type": "string"}}
+    raise TypeError(f"no JSON type for {annotation}")
+
+
+def field_schema(name: str) -> dict[str, Any]:
+    """The JSON schema of one job field: type, limits, title, description, default.
+
+    Optional fields also accept null, so a form does not mark them required."""
+    info = JobSpec.model_fields[name]
+    kind, schema = _json_type(info)
+    extra = dict(info.json_schema_extra or {})
+    out: dict[str, Any] = {
+        "type": kind if info.is_required() else ["null", kind],
+        "title": info.title,
+        "description": info.description,
+        **schema,
+    }
+    if "enum" in out and not info.is_required():
+        out["enum"] = [None, *out["enum"]]
+    for meta in info.metadata:
+        if isinstance(meta, MaxLen):
+            out["maxItems" if kind == "array" else "maxLength"] = meta.max_length
+        elif type(meta).__name__ == "MinLen":
+            out["minItems" if kind == "array" else "minLength"] = meta.min_length
+        elif isinstance(meta, Ge):
+            out["minimum"] = meta.ge
+        elif isinstance(meta, Le):
+            out["maximum"] = meta.le
+    if name == "steps":
+        out["items"] = {"type": "string", "maxLength": MAX_COMMAND}
+    if extra.get("section"):
+        out["section"] = extra["section"]
+    if extra.get("format"):
+        out["format"] = extra["format"]
+    if not info.is_required():
+        default = info.get_default(call_default_factory=True)
+        out["default"] = list(default) if isinstance(default, tuple) else default
+    return out
+
+
+def param_schemas() -> dict[str, dict[str, Any]]:
+    """A JSON schema per field a person may set (trigger form, API docs), in form order."""
+    return {
+        name: field_schema(name)
+        for name, info in JobSpec.model_fields.items()
+        if not (info.json_schema_extra or {}).get("internal")
+    }

@@ -79,10 +79,18 @@ def test_job_runs_end_to_end(job_dag, demo_conf: dict, codybatch_home: Path) -> 
     assert labels == set(demo_conf["repositories"])  # mapped instances named by repository
 
 
+def test_airflow_refuses_a_conf_outside_the_params_schema(job_dag, demo_conf: dict) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    demo_conf["repositories"] = [f"acme/repo{i}" for i in range(6)]
+    with pytest.raises(ParamValidationError, match="param repositories: .* is too long"):
+        job_dag.test(run_conf=demo_conf)
+
+
 def test_bad_conf_fails_at_validate_before_any_work(
     job_dag, demo_conf: dict, codybatch_home: Path, tmp_path: Path
 ) -> None:
-    demo_conf["repositories"] = [f"acme/repo{i}" for i in range(6)]
+    demo_conf["colour"] = "blue"  # not a param: only the validate task sees it
     run = job_dag.test(run_conf=demo_conf)
 
     assert run.state == "failed"
