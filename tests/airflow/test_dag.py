@@ -83,7 +83,7 @@ def test_airflow_refuses_a_conf_outside_the_params_schema(job_dag, demo_conf: di
     from airflow.sdk.exceptions import ParamValidationError
 
     demo_conf["repositories"] = [f"acme/repo{i}" for i in range(6)]
-    with pytest.raises(ParamValidationError, match="param repositories: .* is too long"):
+    with pytest.raises(ParamValidationError, match=r"param repositories: .* is too long"):
         job_dag.test(run_conf=demo_conf)
 
 
