@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlparse
 
-from annotated_types import Ge, Le, MaxLen
+from annotated_types import MaxLen
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
@@ -149,6 +149,14 @@ def _normalise_pattern(pattern: str) -> str:
     return pattern if pattern.startswith("/") else pattern.lower()
 
 
+@dataclass(frozen=True)
+class Range:
+    """The values a user may give a limit (checked by JobSpec.parse, not on construction)."""
+
+    low: int | float
+    high: int | float
+
+
 def _fail(message: str) -> PydanticCustomError:
     """A field error whose message is ours (pydantic keeps the field's location)."""
     return PydanticCustomError("job_field", "{message}", {"message": message})
@@ -240,40 +248,32 @@ class JobSpec(BaseModel):
         max_length=100,
         json_schema_extra={"internal": True},
     )
-    max_turns: int = Field(
+    max_turns: Annotated[int, Range(1, 500)] = Field(
         50,
         validation_alias=AliasChoices("max_turns", "maxTurns"),
         title="Max turns per repository",
         description="Claude turns per repository (default 50).",
-        ge=1,
-        le=500,
         json_schema_extra={"section": ADVANCED},
     )
-    max_tokens: int = Field(
+    max_tokens: Annotated[int, Range(1_000, 50_000_000)] = Field(
         5_000_000,
         validation_alias=AliasChoices("max_tokens", "maxTokens"),
         title="Max tokens per repository",
         description="Tokens per repository (default 5,000,000).",
-        ge=1_000,
-        le=50_000_000,
         json_schema_extra={"section": ADVANCED},
     )
-    max_usd: float = Field(
+    max_usd: Annotated[float, Range(0.01, 500.0)] = Field(
         2.0,
         validation_alias=AliasChoices("max_usd", "maxUsd"),
         title="Max USD per repository",
         description="Cost per repository (default 2).",
-        ge=0.01,
-        le=500.0,
         json_schema_extra={"section": ADVANCED},
     )
-    max_minutes: float = Field(
+    max_minutes: Annotated[float, Range(1.0, 24 * 60.0)] = Field(
         30.0,
         validation_alias=AliasChoices("max_minutes", "maxMinutes"),
         title="Max minutes per repository",
         description="Wall time per repository (default 30).",
-        ge=1.0,
-        le=24 * 60.0,
         json_schema_extra={"section": ADVANCED},
     )
     effort: Literal["low", "medium", "high", "xhigh", "max"] | None = Field(
@@ -295,13 +295,11 @@ class JobSpec(BaseModel):
         description="Commands run for Claude, steps and verify may reach the network.",
         json_schema_extra={"section": ADVANCED},
     )
-    command_timeout: int = Field(
+    command_timeout: Annotated[int, Range(1, 3_600)] = Field(
         120,
         validation_alias=AliasChoices("command_timeout", "commandTimeout"),
         title="Command timeout",
         description="Seconds per command Claude runs (default 120).",
-        ge=1,
-        le=3_600,
         json_schema_extra={"section": ADVANCED},
     )
     allowed_commands: tuple[str, ...] = Field(
@@ -345,13 +343,11 @@ class JobSpec(BaseModel):
         description="merge, squash or rebase.",
         json_schema_extra={"section": ADVANCED},
     )
-    max_fix_rounds: int = Field(
+    max_fix_rounds: Annotated[int, Range(0, 10)] = Field(
         2,
         validation_alias=AliasChoices("max_fix_rounds", "maxFixRounds"),
         title="Max fix rounds",
         description="Follow-up rounds per pull request (default 2).",
-        ge=0,
-        le=10,
         json_schema_extra={"section": ADVANCED},
     )
 
@@ -561,9 +557,8 @@ def _max_length(field: str) -> int:
 
 
 def _bounds(info: FieldInfo) -> tuple[int | float, int | float]:
-    low = next(m.ge for m in info.metadata if isinstance(m, Ge))
-    high = next(m.le for m in info.metadata if isinstance(m, Le))
-    return low, high
+    limit = next(m for m in info.metadata if isinstance(m, Range))
+    return limit.low, limit.high
 
 
 def _choices(info: FieldInfo) -> tuple[str, ...]:
@@ -736,10 +731,8 @@ def field_schema(name: str) -> dict[str, Any]:
             out["maxItems" if kind == "array" else "maxLength"] = meta.max_length
         elif type(meta).__name__ == "MinLen":
             out["minItems" if kind == "array" else "minLength"] = meta.min_length
-        elif isinstance(meta, Ge):
-            out["minimum"] = meta.ge
-        elif isinstance(meta, Le):
-            out["maximum"] = meta.le
+        elif isinstance(meta, Range):
+            out["minimum"], out["maximum"] = meta.low, meta.high
     if name == "steps":
         out["items"] = {"type": "string", "maxLength": MAX_COMMAND}
     if extra.get("section"):
