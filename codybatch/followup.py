@@ -9,7 +9,6 @@ round's cost counts against the job's limits; a round that changes nothing stops
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import tempfile
@@ -359,11 +358,12 @@ def _agent(
     from codybatch.agent import run_agent
 
     key = f"{result.repository}#round-{fix.number}"
-    budget = dataclasses.replace(
-        spec,
-        prompt=followup_prompt(spec, feedback),
-        max_usd=max(MIN_USD, spec.max_usd - result.usage.usd),
-        max_tokens=max(1_000, spec.max_tokens - result.usage.total_tokens),
+    budget = spec.model_copy(
+        update={
+            "prompt": followup_prompt(spec, feedback),
+            "max_usd": max(MIN_USD, spec.max_usd - result.usage.usd),
+            "max_tokens": max(1_000, spec.max_tokens - result.usage.total_tokens),
+        }
     )
 
     def on_thread(thread: dict[str, Any]) -> None:
