@@ -5,7 +5,11 @@ repositories of 100, 1,000 and 10,000 files, through the real SDK and agent loop
 - the first request's size (bytes, estimated tokens): flat as the repository grows
   (10,000 files within 1.2x of 100 files) and under about 8,000 tokens (32 KB)
 - the total input across the session, and the share of it that sits before a cache
-  breakpoint (target at least 80%), with what the cache saves in USD
+  breakpoint (target at least 80%)
+- the cost of one repository at today's prices (genai-prices) for the current Sonnet, Opus
+  and Haiku, each from the same session's per-call usage, with caching and without (every
+  input token billed as plain input): caching saves at least half, and a repository costs
+  under COST_TARGET dollars on Sonnet
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from benchmarks import BENCH_DIR, Figure, at_most, generate_repo, git, note, report
 from codybatch.agent import run_agent
-from codybatch.agent.pricing import price_for
+from codybatch.agent.pricing import cost, price_for
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec
 from tests.fakes.anthropic_server import (
@@ -36,6 +40,9 @@ BYTES_PER_TOKEN = 4
 FIRST_REQUEST_LIMIT = 32_000  # bytes, about 8,000 tokens
 FLAT_RATIO = 1.2
 CACHED_SHARE = 0.80
+MODELS = ("claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5")
+CACHE_SAVING = 0.50
+COST_TARGET = {"claude-sonnet-5-5": 0.025, "claude-opus-5-5": 0.05, "claude-haiku-5-5": 0.005}
 PROMPT = (
     "Rename `function_1_3` to compute_total and update every caller. Keep the behaviour "
     "of function_2_5 unchanged, and add a short note to CHANGELOG.md."
@@ -80,7 +87,27 @@ def measure(repo: Path, fake: FakeAnthropic, settings: Settings) -> dict[str, An
         "total_bytes": sum(len(r.raw) for r in requests),
         "before_breakpoint": sum(p for p, _ in prefix) / sum(t for _, t in prefix),
         "usage": outcome.usage,
+        "calls": [turn["response"]["usage"] for turn in threads[-1]["turns"]],
     }
+
+
+def uncached(usage: dict[str, Any]) -> dict[str, Any]:
+    """The same call with every input token billed as plain input."""
+    total = sum(
+        int(usage.get(k) or 0)
+        for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+    return {"input_tokens": total, "output_tokens": usage["output_tokens"]}
+
+
+def repository_costs(calls: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """(with caching, without) USD of one repository's calls, per current model."""
+    costs = {}
+    for model in MODELS:
+        price = price_for(model)
+        cached = sum(cost(call, price) for call in calls)
+        costs[model] = (cached, sum(cost(uncached(call), price) for call in calls))
+    return costs
 
 
 def run(bench_dir: Path = BENCH_DIR, sizes: Sequence[int] = SIZES) -> list[Figure]:
@@ -92,7 +119,6 @@ def run(bench_dir: Path = BENCH_DIR, sizes: Sequence[int] = SIZES) -> list[Figur
         for files in sizes:
             repo = generate_repo(bench_dir / f"agent-{files}", files)
             results[files] = measure(repo, fake, settings)
-    price = price_for(settings.model)
     for files, r in results.items():
         first = r["first_bytes"]
         report(
@@ -136,13 +162,22 @@ def run(bench_dir: Path = BENCH_DIR, sizes: Sequence[int] = SIZES) -> list[Figur
             ),
             figures,
         )
-        uncached = (billed_input * price.input + usage.output_tokens * price.output) / 1e6
         note(
             f"{billed_input:,} input tokens billed ({usage.cache_read_input_tokens:,} cache "
-            f"reads, {usage.cache_creation_input_tokens:,} cache writes); "
-            f"${usage.usd:.4f} with caching vs ${uncached:.4f} without "
-            f"({1 - usage.usd / uncached:.0%} saved) at {settings.model} prices"
+            f"reads, {usage.cache_creation_input_tokens:,} cache writes), "
+            f"{usage.output_tokens:,} output tokens"
         )
+        for model, (cached, plain) in repository_costs(r["calls"]).items():
+            report(
+                Figure(
+                    f"cost per repository at today's {model} prices, {files:,} files",
+                    f"${cached:.4f} with caching, ${plain:.4f} without "
+                    f"({1 - cached / plain:.0%} saved)",
+                    f"<= ${COST_TARGET[model]:g}, caching saves >= {CACHE_SAVING:.0%}",
+                    cached <= COST_TARGET[model] and 1 - cached / plain >= CACHE_SAVING,
+                ),
+                figures,
+            )
     return figures
 
 

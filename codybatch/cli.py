@@ -65,11 +65,17 @@ def _result_rows(results: Sequence[RepositoryResult]) -> str:
                 _yes_no(r.were_changes_necessary),
                 r.pr_url or "-",
                 f"{r.usage.total_tokens:,}",
-                f"{r.usage.usd:.4f}",
+                f"{r.usage.usd:.4f}" + _price_flag(r),
                 note.splitlines()[0][:80] if note else "",
             ]
         )
     return _table(rows)
+
+
+def _price_flag(result: RepositoryResult) -> str:
+    """' (price unknown)' when the cost is at the conservative rate, not the model's own."""
+    unknown = (result.details.get("agent") or {}).get("price_known") is False
+    return " (price unknown)" if unknown else ""
 
 
 def _job_dict(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
@@ -77,7 +83,7 @@ def _job_dict(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from codybatch.jobs import finalize_job, register_job
+    from codybatch.jobs import check_job, finalize_job, register_job
     from codybatch.spec import JobSpec, SpecError
     from codybatch.worker import run_worker
 
@@ -89,9 +95,16 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, ValueError) as exc:  # missing file, YAML or JSON syntax
         print(f"cannot read the job spec {args.spec}: {exc}", file=sys.stderr)
         return 2
+    try:
+        warnings = check_job(spec, settings)  # before anything is cloned or called
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     store = _store(settings)
-    job = register_job(spec, store, job_id=args.job_id)
+    job = register_job(spec, store, job_id=args.job_id, warnings=warnings)
     print(f"job {job.job_id}: {spec.name} ({len(spec.repositories)} repositories)", flush=True)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def one(repository: str) -> RepositoryResult:
         result = run_worker(job.job_id, repository, settings=settings, store=store)
@@ -209,6 +222,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     print(f"job {job.job_id}: {job.name}  [{job.status.value}]")
     print(f"created {job.created_at.isoformat()}  updated {job.updated_at.isoformat()}")
     print(f"usage: {job.usage.total_tokens:,} tokens, ${job.usage.usd:.4f}")
+    for warning in job.warnings:
+        print(f"warning: {warning}")
     print()
     print(_result_rows(results))
     for r in results:

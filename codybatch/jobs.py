@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Sequence
 from functools import reduce
 
 from codybatch.records import (
@@ -15,7 +16,8 @@ from codybatch.records import (
     job_status_from_results,
     utcnow,
 )
-from codybatch.spec import JobSpec
+from codybatch.settings import Settings
+from codybatch.spec import JobSpec, SpecError
 from codybatch.store import StaleWriteError, Store
 
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
@@ -25,15 +27,35 @@ def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:16]
 
 
+def check_job(spec: JobSpec, settings: Settings) -> list[str]:
+    """Checks before any work beyond the spec's own (the model's facts, credentials, effort):
+    SpecError with every field error, else the warnings the job should carry."""
+    if not spec.prompt.strip():
+        return []
+    from codybatch.agent.models import check_model  # the SDK only for jobs that call Claude
+
+    check = check_model(spec, settings)
+    if check.errors:
+        raise SpecError(check.errors)
+    return check.warnings
+
+
 def register_job(
     spec: JobSpec,
     store: Store,
     job_id: str | None = None,
     dag_id: str | None = None,
     run_id: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> Job:
     """Write the job and a PENDING result per repository; idempotent for a given job id."""
-    job = Job(job_id=job_id or new_job_id(), spec=spec.to_dict(), dag_id=dag_id, run_id=run_id)
+    job = Job(
+        job_id=job_id or new_job_id(),
+        spec=spec.to_dict(),
+        dag_id=dag_id,
+        run_id=run_id,
+        warnings=list(warnings),
+    )
     return store.create_job(job)
 
 

@@ -109,6 +109,7 @@ class Job:
     run_id: str | None = None
     usage: Usage = field(default_factory=Usage)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. a deprecated model, from validate
 
     @property
     def name(self) -> str:
@@ -147,6 +148,7 @@ class Job:
             run_id=data.get("run_id"),
             usage=Usage.from_dict(data.get("usage")),
             error=data.get("error"),
+            warnings=list(data.get("warnings") or []),
         )
 
 

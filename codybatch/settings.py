@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
+# Medium, not the API's default high: batch edits are well specified, and effort is what
+# drives thinking and output tokens, the larger part of a session's cost.
+DEFAULT_EFFORT = "medium"
 
 
 def _first(env: Mapping[str, str], *names: str, default: str = "") -> str:
@@ -31,6 +34,8 @@ class Settings:
     runner: str = "local"
     allowed_repositories: tuple[str, ...] = ()
     model: str = DEFAULT_MODEL
+    effort: str = DEFAULT_EFFORT
+    prices: str = ""  # CODYBATCH_PRICES: per-model USD per million tokens (negotiated rates)
     claude_provider: str = "anthropic"
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_base_url: str = ""
@@ -69,6 +74,8 @@ class Settings:
                 _first(env, "CODYBATCH_ALLOWED_REPOSITORIES", "ALLOWED_REPOSITORIES")
             ),
             model=_first(env, "CODYBATCH_MODEL", default=DEFAULT_MODEL),
+            effort=_first(env, "CODYBATCH_EFFORT", default=DEFAULT_EFFORT).lower(),
+            prices=_first(env, "CODYBATCH_PRICES"),
             claude_provider=_first(env, "CODYBATCH_CLAUDE_PROVIDER", default="anthropic").lower(),
             anthropic_api_key=_first(env, "ANTHROPIC_API_KEY", "CLAUDE_API_KEY"),
             anthropic_base_url=_first(env, "ANTHROPIC_BASE_URL"),

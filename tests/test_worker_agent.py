@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codybatch.agent.pricing import price_for
 from codybatch.cli import main
 from codybatch.records import JobStatus, RepositoryStatus
 from codybatch.store.local import LocalStore
@@ -109,17 +108,25 @@ def test_run_with_a_prompt_records_patches_threads_and_usage(
 
     thread = store.get_thread(job.job_id, billing.repository)
     assert len(thread["turns"]) == 6
-    assert thread["turns"][-1]["response"]["content"][0]["name"] == "finish"
+    assert thread["turns"][-1]["response"]["content"][-1]["name"] == "finish"
+    # The default model, Sonnet 5.5, thinks: every turn's signed thinking block is stored,
+    # and went back unmodified (the fake refuses anything else with a 400).
+    assert thread["model"] == settings_model() == "claude-sonnet-5-5"
+    for turn in thread["turns"]:
+        block = turn["response"]["content"][0]
+        assert block["type"] == "thinking" and block["signature"]
+    assert job.warnings == []
     u = billing.usage
     assert u.output_tokens > 0 and u.cache_read_input_tokens > 0  # the rolling cache works
-    price = price_for(settings_model())
+    # Sonnet 5.5's published rates per million tokens: $2 input, $10 output, $2.50 cache
+    # writes (5 minutes, all the loop uses), $0.10 cache reads.
     expected = (
-        u.input_tokens * price.input
-        + u.cache_creation_input_tokens * price.input * 1.25
-        + u.cache_read_input_tokens * price.input * 0.1
-        + u.output_tokens * price.output
+        u.input_tokens * 2
+        + u.cache_creation_input_tokens * 2.5
+        + u.cache_read_input_tokens * 0.10
+        + u.output_tokens * 10
     ) / 1_000_000
-    assert u.usd == pytest.approx(expected, rel=1e-3)
+    assert u.usd == pytest.approx(expected, abs=1e-5)
     total = sum(r.usage.usd for r in results.values())
     assert job.usage.usd == pytest.approx(total)
     assert job.usage.total_tokens == sum(r.usage.total_tokens for r in results.values())
@@ -162,3 +169,74 @@ def test_a_limit_keeps_the_patch_and_says_which(
     assert result.stop_reason == "limit_reached"
     assert result.details["agent"]["limit"] == "max_turns"
     assert b"newFunction(items, {version: 2})" in store.get_patch(job.job_id, result.repository)
+
+
+def _job_with_model(tmp_path: Path, repos: list[Path], model: str | None) -> Path:
+    spec = {"name": "m", "prompt": "Replace oldFunction.", "repositories": [str(repos[0])]}
+    if model:
+        spec["model"] = model
+    path = tmp_path / "model.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_retired_model_is_refused_before_any_clone_or_message(
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+    example_repos: list[Path],
+    codybatch_home: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = _job_with_model(tmp_path, example_repos, "claude-sonnet-4-5")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "model: 'claude-sonnet-4-5' (Claude Sonnet 4.5) was retired on 2026-11-30" in err
+    assert "use 'claude-sonnet-5-5'" in err
+    assert fake_anthropic.message_requests == []
+    assert LocalStore(codybatch_home).list_jobs() == []  # nothing registered, nothing cloned
+
+
+def test_retired_default_model_names_the_setting(
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+    example_repos: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CODYBATCH_MODEL", "claude-sonnet-4-5")
+    assert main(["run", str(_job_with_model(tmp_path, example_repos, None))]) == 2
+    assert "CODYBATCH_MODEL: 'claude-sonnet-4-5'" in capsys.readouterr().err
+    assert fake_anthropic.message_requests == []
+
+
+def test_deprecated_model_runs_and_the_job_carries_the_warning(
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+    example_repos: list[Path],
+    codybatch_home: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake_anthropic.script(reply(finish(False, "Nothing to change.")))
+    path = _job_with_model(tmp_path, example_repos, "claude-haiku-4-5")
+    assert main(["run", str(path)]) == 0
+    (job,) = LocalStore(codybatch_home).list_jobs()
+    (warning,) = job.warnings
+    assert "deprecated and retires on 2027-04-01" in warning and "claude-haiku-5-5" in warning
+    capsys.readouterr()
+    assert main(["show", job.job_id]) == 0
+    assert f"warning: {warning}" in capsys.readouterr().out
+    assert main(["show", job.job_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == [warning]
+
+
+def test_missing_api_key_is_refused_at_validate(
+    fake_anthropic: FakeAnthropic,
+    job_file: Path,
+    codybatch_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    assert main(["run", str(job_file)]) == 2
+    assert "ANTHROPIC_API_KEY: is not set" in capsys.readouterr().err
+    assert fake_anthropic.requests == [] and LocalStore(codybatch_home).list_jobs() == []

@@ -14,32 +14,19 @@ from codybatch.settings import Settings
 MAX_RETRIES = 8
 TIMEOUT_SECONDS = 600.0
 
-# Bedrock needs its own model ids; the first-party aliases map onto them.
-BEDROCK_MODELS = {
-    "claude-sonnet-4-5": "anthropic.claude-sonnet-4-5-20250929-v1:0",
-    "claude-sonnet-4-5-20250929": "anthropic.claude-sonnet-4-5-20250929-v1:0",
-    "claude-haiku-4-5": "anthropic.claude-haiku-4-5-20251001-v1:0",
-    "claude-haiku-4-5-20251001": "anthropic.claude-haiku-4-5-20251001-v1:0",
-    "claude-opus-4-5": "anthropic.claude-opus-4-5-20251101-v1:0",
-    "claude-opus-4-5-20251101": "anthropic.claude-opus-4-5-20251101-v1:0",
-    "claude-opus-4-1": "anthropic.claude-opus-4-1-20250805-v1:0",
-    "claude-opus-4-1-20250805": "anthropic.claude-opus-4-1-20250805-v1:0",
-    "claude-sonnet-4-0": "anthropic.claude-sonnet-4-20250514-v1:0",
-    "claude-sonnet-4-20250514": "anthropic.claude-sonnet-4-20250514-v1:0",
-}
 _GEO = (("us-gov-", "us-gov"), ("us-", "us"), ("eu-", "eu"), ("ap-", "apac"), ("ca-", "us"))
 
 
 def bedrock_model_id(model: str, region: str) -> str:
-    """The Bedrock inference-profile id for a first-party model name; Bedrock ids pass through."""
+    """The Bedrock inference-profile id of a first-party model id; Bedrock ids pass through.
+
+    Current Claude models carry their first-party id on Bedrock (anthropic.claude-sonnet-5-5)
+    and are served on demand through a cross-region profile (us., eu., apac. or global.).
+    """
     if model.startswith("arn:") or re.match(r"^([a-z-]+\.)?anthropic\.", model):
         return model
-    base = BEDROCK_MODELS.get(model)
-    if base is None:
-        return model
-    # Current Claude models are served on demand only through cross-region profiles.
     geo = next((g for prefix, g in _GEO if region.startswith(prefix)), "global")
-    return f"{geo}.{base}"
+    return f"{geo}.anthropic.{model}"
 
 
 def request_model(settings: Settings, model: str) -> str:
@@ -49,6 +36,22 @@ def request_model(settings: Settings, model: str) -> str:
     return model
 
 
+def credentials_problem(settings: Settings) -> tuple[str, str] | None:
+    """(setting, what to fix) when no client can be made with these settings, else None."""
+    if settings.claude_provider not in ("anthropic", "bedrock"):
+        return (
+            "CODYBATCH_CLAUDE_PROVIDER",
+            f"{settings.claude_provider!r} is not a provider: use 'anthropic' or 'bedrock'",
+        )
+    if settings.claude_provider == "anthropic" and not settings.anthropic_api_key:
+        return (
+            "ANTHROPIC_API_KEY",
+            "is not set: a job with a prompt needs an Anthropic API key (ANTHROPIC_API_KEY or "
+            "CLAUDE_API_KEY), or CODYBATCH_CLAUDE_PROVIDER=bedrock to use Amazon Bedrock",
+        )
+    return None
+
+
 def make_client(
     settings: Settings,
     *,
@@ -56,21 +59,15 @@ def make_client(
     timeout: float = TIMEOUT_SECONDS,
 ) -> anthropic.Anthropic | anthropic.AnthropicBedrock:
     """A client for settings.claude_provider ("anthropic" or "bedrock")."""
+    problem = credentials_problem(settings)
+    if problem is not None:
+        raise ValueError(f"{problem[0]} {problem[1]}")
     if settings.claude_provider == "bedrock":
         # No keys passed: the SDK signs with boto3's default chain (env, profile, task role).
         return anthropic.AnthropicBedrock(
             aws_region=settings.aws_region,
             max_retries=max_retries,
             timeout=anthropic.Timeout(timeout, connect=10.0),
-        )
-    if settings.claude_provider != "anthropic":
-        raise ValueError(
-            f"CODYBATCH_CLAUDE_PROVIDER={settings.claude_provider!r}: use 'anthropic' or 'bedrock'"
-        )
-    if not settings.anthropic_api_key:
-        raise ValueError(
-            "no Anthropic API key: set ANTHROPIC_API_KEY (or CLAUDE_API_KEY), "
-            "or CODYBATCH_CLAUDE_PROVIDER=bedrock to use Amazon Bedrock"
         )
     return anthropic.Anthropic(
         api_key=settings.anthropic_api_key,

@@ -18,7 +18,8 @@ import anthropic
 from codybatch.agent import prompts
 from codybatch.agent.client import make_client, request_model
 from codybatch.agent.context import build_first_message
-from codybatch.agent.pricing import normalise_model, price_for, usage_of
+from codybatch.agent.models import check_model, model_price, sent_effort
+from codybatch.agent.pricing import usage_of
 from codybatch.agent.tools import (
     EDITOR_TOOL,
     FINISH,
@@ -38,9 +39,6 @@ from codybatch.spec import JobSpec
 from codybatch.verify import run_verify
 
 THREAD_FORMAT = "codybatch-thread/1"
-MAX_OUTPUT_TOKENS = 16_000  # per response; non-streaming calls allow up to ~21k
-# Models the SDK limits to 8,192 output tokens in a non-streaming call.
-SLOW_MODELS = frozenset({"claude-opus-4", "claude-opus-4-0", "claude-opus-4-1"})
 MIN_OUTPUT_TOKENS = 1_024  # a call that cannot afford this much output is not made
 EDITOR_SCHEMA_TOKENS = 700  # the text editor's built-in schema, billed but not sent
 VERIFY_FIX_ROUNDS = 3
@@ -65,6 +63,7 @@ class AgentOutcome:
     turns: int = 0
     error: str | None = None
     verify: dict[str, Any] | None = None
+    price_known: bool = True  # False: costs are at the conservative rate (see the thread)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -112,7 +111,9 @@ class _Session:
         self.checkout, self.spec, self.settings = checkout, spec, settings
         self.on_thread, self.client = on_thread, client
         self.model = spec.model or settings.model
-        self.price = price_for(self.model)
+        self.price = model_price(settings, self.model)
+        self.facts: dict[str, Any] | None = None
+        self.effort: str | None = None
         self.workspace = Workspace(checkout)
         self.started = time.monotonic()
         self.messages: list[dict[str, Any]] = []  # as sent, without cache markers
@@ -125,16 +126,9 @@ class _Session:
         self.edits_at_verify = -1
         self.fix_rounds = 0
         self.verify_runs: list[dict[str, Any]] = []
-        self.max_output = 8_192 if normalise_model(self.model) in SLOW_MODELS else MAX_OUTPUT_TOKENS
-        self.next_max_tokens = self.max_output
+        self.max_output = self.next_max_tokens = MIN_OUTPUT_TOKENS
         self.cached_tokens = 0  # input tokens of the last request: a cached prefix next time
         self.notes: list[str] = []
-        if not self.price.known:
-            self.notes.append(
-                f"no price known for model {self.model!r}: priced as the most expensive known "
-                f"model (${self.price.input:g} input, ${self.price.output:g} output per "
-                "million tokens), so costs and the USD limit err high"
-            )
 
     # -- the loop ---------------------------------------------------------
 
@@ -147,6 +141,7 @@ class _Session:
             stop = _Stop(ERROR, error=str(exc))
         else:
             try:
+                self.check_model()
                 first = build_first_message(self.checkout, self.spec.prompt, self.spec.verify)
                 self.pending = [_text(first)]
                 self.loop()
@@ -160,6 +155,17 @@ class _Session:
         outcome = self.outcome(stop)
         self.publish(outcome)
         return outcome
+
+    def check_model(self) -> None:
+        """The model's facts (looked up once per process); a retired model is never called."""
+        check = check_model(self.spec, self.settings, self.client)
+        self.notes.extend(check.warnings)
+        if check.errors:
+            raise _Stop(ERROR, error="; ".join(str(e) for e in check.errors))
+        assert check.facts is not None
+        self.facts = check.facts.to_dict()
+        self.effort = sent_effort(check.facts, self.spec.effort or self.settings.effort)
+        self.max_output = self.next_max_tokens = check.facts.output_tokens
 
     def loop(self) -> None:
         while True:
@@ -270,12 +276,15 @@ class _Session:
         }
         started = time.monotonic()
         try:
+            # Thinking stays the model's default (adaptive); effort only where it is accepted.
+            extra = {"output_config": {"effort": self.effort}} if self.effort else {}
             raw = self.client.messages.with_raw_response.create(
                 model=request_model(self.settings, self.model),
                 max_tokens=self.next_max_tokens,
                 system=system_blocks(),
                 tools=tool_definitions(),
                 messages=self.request_messages(),
+                **extra,
             )
             message = raw.parse()
         except (anthropic.AnthropicError, ValueError) as exc:
@@ -381,6 +390,7 @@ class _Session:
             turns=len(self.turns),
             error=redact_text(stop.error, secrets) if stop.error else None,
             verify=verify,
+            price_known=self.price.known,
         )
 
     def thread(self, outcome: AgentOutcome | None) -> dict[str, Any]:
@@ -391,6 +401,8 @@ class _Session:
             "request_model": request_model(self.settings, self.model),
             "provider": self.settings.claude_provider,
             "price_per_million": self.price.to_dict(),
+            "model_facts": self.facts,
+            "effort": self.effort,
             "limits": {
                 "max_turns": spec.max_turns,
                 "max_tokens": spec.max_tokens,

@@ -19,6 +19,7 @@ from codybatch.settings import Settings
 log = logging.getLogger(__name__)
 
 JOB_DAG_ID = "codybatch_job"
+WARNINGS_KEY = "warnings"  # validate's XCom for register: what the job should carry
 DOC = """
 ### Cody Batch job
 Applies one change (a Claude prompt and/or shell steps) to up to five repositories.
@@ -36,6 +37,7 @@ def worker_command(job_id: str, repository: str) -> list[str]:
 def validate() -> dict[str, Any]:
     """Check the whole input before any work; the run fails here with every field error."""
     from codybatch.airflow.campaigns import DAG_PREFIX
+    from codybatch.jobs import check_job
     from codybatch.spec import FieldError, JobSpec, SpecError
 
     context = get_current_context()
@@ -50,8 +52,13 @@ def validate() -> dict[str, Any]:
                 [FieldError("campaign", "is set by a campaign's own DAG only: remove it")]
             )
         spec = JobSpec.parse(data)
+        # The model's facts: a retired model, a bad effort or no key fails here, not per clone.
+        warnings = check_job(spec, Settings.from_env())
     except SpecError as exc:
         raise AirflowFailException(str(exc)) from None
+    for warning in warnings:
+        log.warning("%s", warning)
+    context["ti"].xcom_push(key=WARNINGS_KEY, value=warnings)
     return spec.to_dict()
 
 
@@ -65,8 +72,14 @@ def register(spec: dict[str, Any]) -> list[dict[str, str]]:
     context = get_current_context()
     dag_id, run_id = context["dag"].dag_id, context["dag_run"].run_id
     job_id = job_id_for_run(dag_id, run_id)
+    warnings = context["ti"].xcom_pull(task_ids="validate", key=WARNINGS_KEY) or []
     job = register_job(
-        JobSpec.parse(spec), open_store(), job_id=job_id, dag_id=dag_id, run_id=run_id
+        JobSpec.parse(spec),
+        open_store(),
+        job_id=job_id,
+        dag_id=dag_id,
+        run_id=run_id,
+        warnings=warnings,
     )
     log.info("job %s registered: %d repositories", job.job_id, len(job.repositories))
     return [{"job_id": job.job_id, "repository": r} for r in job.repositories]

@@ -45,14 +45,15 @@ def test_bedrock_client_uses_the_environment_credentials(
 @pytest.mark.parametrize(
     ("model", "region", "expected"),
     [
-        ("claude-sonnet-4-5", "us-east-1", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
-        ("claude-haiku-4-5", "eu-central-1", "eu.anthropic.claude-haiku-4-5-20251001-v1:0"),
-        ("claude-opus-4-1", "ap-northeast-1", "apac.anthropic.claude-opus-4-1-20250805-v1:0"),
-        ("claude-sonnet-4-5", "sa-east-1", "global.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        ("claude-sonnet-5-5", "us-east-1", "us.anthropic.claude-sonnet-5-5"),
+        ("claude-haiku-5-5", "eu-central-1", "eu.anthropic.claude-haiku-5-5"),
+        ("claude-opus-5-5", "ap-northeast-1", "apac.anthropic.claude-opus-5-5"),
+        ("claude-sonnet-5-5", "sa-east-1", "global.anthropic.claude-sonnet-5-5"),
+        ("eu.anthropic.claude-sonnet-5-5", "us-east-1", "eu.anthropic.claude-sonnet-5-5"),
         (
-            "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
             "us-east-1",
-            "eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
         ),
         (
             "arn:aws:bedrock:us-east-1:1:inference-profile/x",
@@ -66,6 +67,6 @@ def test_bedrock_model_ids(model: str, region: str, expected: str) -> None:
 
 
 def test_request_model_depends_on_the_provider() -> None:
-    assert request_model(Settings(), "claude-sonnet-4-5") == "claude-sonnet-4-5"
+    assert request_model(Settings(), "claude-sonnet-5-5") == "claude-sonnet-5-5"
     bedrock = Settings(claude_provider="bedrock", aws_region="us-west-2")
-    assert request_model(bedrock, "claude-sonnet-4-5").startswith("us.anthropic.")
+    assert request_model(bedrock, "claude-sonnet-5-5").startswith("us.anthropic.")

@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
 from benchmarks import Figure, at_most, generate_repo, git
 from benchmarks.airflow_bench import (
     JOB_DAG,
@@ -82,3 +84,23 @@ def test_stage_spans_cover_the_run():
         {"task_id": "b", "start_date": "2026-01-01T00:00:04Z", "end_date": "2026-01-01T00:00:06Z"},
     ]
     assert stage_spans(run_record, tis) == {"a": 1.0, "b": 3.0, "(scheduling)": 6.0}
+
+
+def test_agent_bench_prices_one_session_per_current_model():
+    from benchmarks.agent_bench import MODELS, repository_costs
+
+    call = {
+        "input_tokens": 100,
+        "output_tokens": 1_000,
+        "cache_creation_input_tokens": 1_000,
+        "cache_read_input_tokens": 20_000,
+    }
+    costs = repository_costs([call, call])
+    assert set(costs) == set(MODELS)
+    sonnet_cached, sonnet_plain = costs["claude-sonnet-5-5"]
+    # Sonnet 5.5: $2 input, $10 output, $2.50 cache writes, $0.10 cache reads per million.
+    assert sonnet_cached == pytest.approx(
+        2 * (100 * 2 + 1_000 * 10 + 1_000 * 2.5 + 20_000 * 0.1) / 1e6
+    )
+    assert sonnet_plain == pytest.approx(2 * (21_100 * 2 + 1_000 * 10) / 1e6)
+    assert costs["claude-opus-5-5"][0] == pytest.approx(2 * sonnet_cached)  # twice Sonnet's rates

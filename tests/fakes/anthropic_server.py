@@ -8,23 +8,36 @@ API bills it: tokens before a previously cached breakpoint are cache reads, toke
 to the last breakpoint cache writes, the rest plain input (about 4 bytes a token).
 Requests the real API would reject (tool_use without tool_result, more than four
 cache_control blocks, empty text blocks, a wrong key) get the real API's 400/401.
+
+It plays the current model generation by its docs: GET /v1/models and /v1/models/{id}
+serve a catalogue with lifecycles (`MODELS`); a request naming a retired or unknown model
+gets 404; the 5.x models refuse thinking budgets, `thinking: disabled`, temperature/top_p/
+top_k, assistant prefill and forced tool choice (400), and an effort or max_tokens the
+model does not accept. Those models think: every reply starts with a signed thinking
+block (unless the step brings its own), and a request that sends one back modified, under
+another model, or drops it from its assistant message gets 400.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import hmac
 import itertools
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from codybatch.agent.models import clear_cache
 from tests.fakes.serving import start_server, stop_server
 
 FAKE_API_KEY = "sk-ant-api03-FAKE-test-key-never-leaks-0123456789"
@@ -66,6 +79,134 @@ class Delay:
 Step = dict | ApiError | Delay | Callable[[Recorded], Any]
 
 
+# -- the model catalogue (GET /v1/models), newest first ---------------------------------
+
+CURRENT = ("claude-fable-5-2", "claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5")
+DEPRECATED = "claude-haiku-4-5"
+RETIRED = "claude-sonnet-4-5"
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+
+
+def _support(value: bool) -> dict[str, bool]:
+    return {"supported": value}
+
+
+def model_entry(
+    id: str,
+    display_name: str,
+    line: str,
+    created_at: str,
+    *,
+    lifecycle: str = "active",
+    deprecated_at: str | None = None,
+    retires_at: str | None = None,
+    max_tokens: int = 128_000,
+    max_input_tokens: int = 1_000_000,
+    efforts: tuple[str, ...] = EFFORT_LEVELS,
+    current: bool = True,
+    aliases: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A catalogue entry in the Models API's shape (plus the fake's own `_rules`)."""
+    return {
+        "type": "model",
+        "id": id,
+        "display_name": display_name,
+        "created_at": created_at,
+        "lifecycle": lifecycle,
+        "deprecated_at": deprecated_at,
+        "retires_at": retires_at,
+        "line": line,
+        "max_tokens": max_tokens,
+        "max_input_tokens": max_input_tokens,
+        "capabilities": {
+            "batch": _support(True),
+            "citations": _support(True),
+            "code_execution": _support(True),
+            "context_management": {"supported": True},
+            "effort": {
+                "supported": bool(efforts),
+                **{level: _support(level in efforts) for level in EFFORT_LEVELS},
+            },
+            "image_input": _support(True),
+            "pdf_input": _support(True),
+            "server_tools": {
+                "supported": True,
+                "code_execution": _support(True),
+                "web_search": _support(True),
+            },
+            "structured_outputs": _support(True),
+            "thinking": {
+                "supported": True,
+                "types": {
+                    "adaptive": _support(True),
+                    "between_tools": _support(current),
+                    "disabled": _support(not current),
+                    "enabled": _support(not current),
+                },
+            },
+        },
+        "_rules": {"current": current, "aliases": aliases},
+    }
+
+
+def default_models() -> list[dict[str, Any]]:
+    return [
+        model_entry("claude-fable-5-2", "Claude Fable 5.2", "fable", "2026-11-10T00:00:00Z"),
+        model_entry("claude-opus-5-5", "Claude Opus 5.5", "opus", "2026-10-20T00:00:00Z"),
+        model_entry("claude-sonnet-5-5", "Claude Sonnet 5.5", "sonnet", "2026-09-28T00:00:00Z"),
+        model_entry(
+            "claude-haiku-5-5",
+            "Claude Haiku 5.5",
+            "haiku",
+            "2026-09-28T00:00:00Z",
+            max_tokens=64_000,
+            efforts=("low", "medium", "high"),
+        ),
+        model_entry(
+            "claude-haiku-4-5-20251001",
+            "Claude Haiku 4.5",
+            "haiku",
+            "2025-10-01T00:00:00Z",
+            lifecycle="deprecated",
+            deprecated_at="2026-10-01T00:00:00Z",
+            retires_at="2027-04-01T00:00:00Z",
+            max_tokens=64_000,
+            max_input_tokens=200_000,
+            efforts=(),
+            current=False,
+            aliases=(DEPRECATED,),
+        ),
+        model_entry(
+            "claude-sonnet-4-5-20250929",
+            "Claude Sonnet 4.5",
+            "sonnet",
+            "2025-09-29T00:00:00Z",
+            lifecycle="retired",
+            deprecated_at="2026-08-30T00:00:00Z",
+            retires_at="2026-11-30T00:00:00Z",
+            max_tokens=64_000,
+            max_input_tokens=200_000,
+            efforts=(),
+            current=False,
+            aliases=(RETIRED,),
+        ),
+        model_entry(
+            "claude-opus-4-20250514",
+            "Claude Opus 4",
+            "opus",
+            "2025-05-14T00:00:00Z",
+            lifecycle="retired",
+            deprecated_at="2026-03-15T00:00:00Z",
+            retires_at="2026-06-15T00:00:00Z",
+            max_tokens=32_000,
+            max_input_tokens=200_000,
+            efforts=(),
+            current=False,
+            aliases=("claude-opus-4-0",),
+        ),
+    ]
+
+
 # -- building scripted replies ---------------------------------------------------------
 
 _ids = itertools.count(1)
@@ -105,6 +246,16 @@ def insert(path: str, line: int, value: str) -> dict[str, Any]:
     return tool_use(
         EDITOR, {"command": "insert", "path": path, "insert_line": line, "insert_text": value}
     )
+
+
+def thinking(value: str) -> dict[str, Any]:
+    """A thinking block; the fake signs it when it sends it."""
+    return {"type": "thinking", "thinking": value}
+
+
+def redacted_thinking() -> dict[str, Any]:
+    """A redacted thinking block; the fake fills in its opaque data."""
+    return {"type": "redacted_thinking"}
 
 
 def search(pattern: str, **kwargs: Any) -> dict[str, Any]:
@@ -213,8 +364,16 @@ class FakeAnthropic:
         api_key: str = FAKE_API_KEY,
         bytes_per_token: int = 4,
         min_cache_tokens: int = 0,
+        models: Iterable[dict[str, Any]] | None = None,
+        think: bool = True,
     ):
         self.api_key = api_key
+        self.models = list(default_models() if models is None else models)
+        self.think = think  # current models start each reply with a signed thinking block
+        self.models_down = False  # the Models API answers 503 (the Messages API still works)
+        self._secret = hashlib.sha256(f"{id(self)}{time.time()}".encode()).digest()
+        self._redacted: set[str] = set()
+        self._thinking_of: dict[str, list[dict[str, Any]]] = {}  # tool_use id -> blocks
         self.bytes_per_token = bytes_per_token
         self.min_cache_tokens = min_cache_tokens
         self.requests: list[Recorded] = []
@@ -239,6 +398,17 @@ class FakeAnthropic:
     def message_requests(self) -> list[Recorded]:
         """Every POST /v1/messages received, retries included."""
         return [r for r in self.requests if r.path.startswith("/v1/messages")]
+
+    @property
+    def model_lookups(self) -> list[Recorded]:
+        """Every GET /v1/models(/{id}) received."""
+        return [r for r in self.requests if r.path.startswith("/v1/models")]
+
+    def model(self, name: str) -> dict[str, Any] | None:
+        """The catalogue entry of a model id or alias."""
+        return next(
+            (m for m in self.models if name == m["id"] or name in m["_rules"]["aliases"]), None
+        )
 
     @property
     def answered(self) -> list[Recorded]:
@@ -267,6 +437,7 @@ class FakeAnthropic:
                 pass
 
         self._server = start_server(Handler, poll=0.02)
+        clear_cache()  # model facts cached for an earlier fake on this port must not leak
         return self
 
     def stop(self) -> None:
@@ -315,7 +486,10 @@ class FakeAnthropic:
             pass  # the client gave up (a timeout test)
 
     def _respond(self, record: Recorded, request_id: str) -> tuple[int, Any, dict[str, str]]:
-        if record.method != "POST" or record.path.split("?")[0] != "/v1/messages":
+        path = record.path.split("?")[0]
+        if record.method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
+            return self._models(record, request_id)
+        if record.method != "POST" or path != "/v1/messages":
             return _error_payload(
                 ApiError(404, "not_found_error", f"{record.method} {record.path}: not found"),
                 request_id,
@@ -346,14 +520,130 @@ class FakeAnthropic:
             return _error_payload(step, request_id)
         return 200, self._message(record.body, step, request_id), {}
 
-    def _check(self, record: Recorded) -> ApiError | None:
-        """What the real API would refuse."""
+    def _authenticated(self, record: Recorded) -> ApiError | None:
         headers = record.headers
         given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
         if given != self.api_key:
             return ApiError(
                 401, "authentication_error", "invalid x-api-key", {"x-should-retry": "false"}
             )
+        return None
+
+    def _models(self, record: Recorded, request_id: str) -> tuple[int, Any, dict[str, str]]:
+        """GET /v1/models (active and deprecated unless ?lifecycle[]= asks) and /{id}."""
+        problem = self._authenticated(record)
+        if self.models_down:
+            problem = error(503, "api_error", "the Models API is unavailable")
+        if problem is not None:
+            return _error_payload(problem, request_id)
+        url = urlsplit(record.path)
+        public = [{k: v for k, v in m.items() if k != "_rules"} for m in self.models]
+        if url.path != "/v1/models":
+            name = url.path.removeprefix("/v1/models/")
+            found = self.model(name)
+            if found is None:
+                return _error_payload(
+                    ApiError(404, "not_found_error", f"model: {name}"), request_id
+                )
+            return 200, {k: v for k, v in found.items() if k != "_rules"}, {}
+        query = parse_qs(url.query)
+        wanted = query.get("lifecycle[]") or query.get("lifecycle") or ["active", "deprecated"]
+        listed = [m for m in public if m["lifecycle"] in wanted]
+        after = (query.get("after_id") or [None])[0]
+        if after is not None:
+            ids = [m["id"] for m in listed]
+            listed = listed[ids.index(after) + 1 :] if after in ids else []
+        limit = int((query.get("limit") or ["20"])[0])
+        page = listed[:limit]
+        return (
+            200,
+            {
+                "data": page,
+                "has_more": len(listed) > limit,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+            },
+            {},
+        )
+
+    def _sign(self, model: str, value: str) -> str:
+        digest = hmac.new(self._secret, f"{model}\0{value}".encode(), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+    def _check_model(self, body: dict[str, Any]) -> ApiError | None:
+        """What the model itself refuses: retired or unknown ids, and the 5.x rules."""
+        entry = self.model(body["model"])
+        if entry is None or entry["lifecycle"] == "retired":
+            return ApiError(404, "not_found_error", f"model: {body['model']}")
+        if body["max_tokens"] > entry["max_tokens"]:
+            return bad_request(
+                f"max_tokens: {body['max_tokens']} > {entry['max_tokens']}, which is the "
+                f"maximum allowed number of output tokens for {entry['id']}"
+            )
+        caps = entry["capabilities"]
+        effort = (body.get("output_config") or {}).get("effort")
+        if effort is not None and not caps["effort"].get(effort, {}).get("supported"):
+            return bad_request(f"output_config.effort: {effort!r} is not supported by this model")
+        if not entry["_rules"]["current"]:
+            return None
+        thinking_config = body.get("thinking") or {}
+        if thinking_config.get("type") == "enabled" or "budget_tokens" in thinking_config:
+            return bad_request(
+                "thinking.budget_tokens: manual thinking budgets are not supported on this "
+                'model; use output_config={"effort": ...}'
+            )
+        if thinking_config.get("type") == "disabled":
+            return bad_request(
+                'thinking.type: "disabled" is not supported on this model; use '
+                '"between_tools" for the lowest setting'
+            )
+        for name in ("temperature", "top_p", "top_k"):
+            if name in body:
+                return bad_request(f"{name}: sampling parameters are not supported on this model")
+        if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+            return bad_request("tool_choice: forced tool use is not supported on this model")
+        if body["messages"][-1].get("role") == "assistant":
+            return bad_request(
+                "messages: assistant message prefill is not supported on this model; the "
+                "last message must use the user role"
+            )
+        return self._check_thinking(body)
+
+    def _check_thinking(self, body: dict[str, Any]) -> ApiError | None:
+        """Thinking blocks must come back exactly as sent, under the model that wrote them."""
+        for i, message in enumerate(body["messages"]):
+            if message.get("role") != "assistant" or isinstance(message.get("content"), str):
+                continue
+            blocks = message.get("content") or []
+            for j, block in enumerate(blocks):
+                kind = block.get("type")
+                if kind == "thinking" and not hmac.compare_digest(
+                    str(block.get("signature", "")),
+                    self._sign(body["model"], str(block.get("thinking", ""))),
+                ):
+                    return bad_request(
+                        f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                    )
+                if kind == "redacted_thinking" and block.get("data") not in self._redacted:
+                    return bad_request(
+                        f"messages.{i}.content.{j}: Invalid `data` in `redacted_thinking` block"
+                    )
+            uses = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
+            sent = [b for b in blocks if b.get("type") in ("thinking", "redacted_thinking")]
+            wanted = self._thinking_of.get(uses[0]) if uses else None
+            if wanted is not None and [_clean(b) for b in sent] != wanted:
+                return bad_request(
+                    f"messages.{i}.content: thinking blocks in an assistant message with "
+                    "tool use must be passed back unmodified and in order"
+                )
+        return None
+
+    def _check(self, record: Recorded) -> ApiError | None:
+        """What the real API would refuse."""
+        headers = record.headers
+        problem = self._authenticated(record)
+        if problem is not None:
+            return problem
         if "anthropic-version" not in headers:
             return bad_request("anthropic-version: header is required")
         body = record.body
@@ -418,15 +708,29 @@ class FakeAnthropic:
                 return bad_request(
                     f"messages.{i + 1}: tool_result blocks must come first in the content"
                 )
-        return None
+        return self._check_model(body)
 
     def _message(
         self, body: dict[str, Any], step: dict[str, Any], request_id: str
     ) -> dict[str, Any]:
         content = copy.deepcopy(step.get("content", []))
+        entry = self.model(body["model"]) or {}
+        kinds = {b.get("type") for b in content}
+        current = entry.get("_rules", {}).get("current")
+        if self.think and current and not kinds & {"thinking", "redacted_thinking"}:
+            content.insert(0, thinking("Working out the next step."))
         for block in content:
             if block.get("type") == "tool_use" and not block.get("id"):
                 block["id"] = f"toolu_fake_{next(_ids):05d}"
+            elif block.get("type") == "thinking":
+                block["signature"] = self._sign(body["model"], block["thinking"])
+            elif block.get("type") == "redacted_thinking":
+                block["data"] = base64.b64encode(os.urandom(24)).decode()
+                self._redacted.add(block["data"])
+        signed = [_clean(b) for b in content if b["type"] in ("thinking", "redacted_thinking")]
+        for block in content:
+            if block.get("type") == "tool_use":
+                self._thinking_of[block["id"]] = signed
         usage = self._usage(body)
         usage["output_tokens"] = max(1, len(json.dumps(content)) // self.bytes_per_token)
         usage.update(step.get("usage") or {})
@@ -481,6 +785,10 @@ def cached_prefix_bytes(body: dict[str, Any]) -> tuple[int, int]:
         if "cache_control" in block:
             last = index
     return sum(sizes[: last + 1]), sum(sizes)
+
+
+def _clean(block: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in block.items() if k != "cache_control"}
 
 
 def _blocks(body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -239,9 +239,10 @@ class Created:
 
 def create_job(data: Any, user_name: str, config: Settings, the_store: Store) -> Created:
     """Validate a job, trigger its DAG run and register it; SpecError on bad input."""
-    from codybatch.jobs import register_job
+    from codybatch.jobs import check_job, register_job
 
     spec = JobSpec.parse(data, config)
+    checked = check_job(spec, config)  # the DAG's validate checks again; refuse early here
     run_id = new_run_id()
     conf = {k: v for k, v in spec.to_dict().items() if v is not None}
     try:
@@ -250,9 +251,14 @@ def create_job(data: Any, user_name: str, config: Settings, the_store: Store) ->
         raise ActionError(str(exc), exc.status) from None
     # The DAG's register task writes the same record (same id): whichever comes first wins.
     job = register_job(
-        spec, the_store, job_id=job_id_for_run(JOB_DAG_ID, run_id), dag_id=JOB_DAG_ID, run_id=run_id
+        spec,
+        the_store,
+        job_id=job_id_for_run(JOB_DAG_ID, run_id),
+        dag_id=JOB_DAG_ID,
+        run_id=run_id,
+        warnings=checked,
     )
-    warnings = []
+    warnings = list(checked)
     if paused:
         warnings.append(f"the {JOB_DAG_ID} DAG is paused: the run waits until someone unpauses it")
     return Created(job, run_id, paused, warnings)

@@ -198,7 +198,10 @@ def build_thread(thread: dict[str, Any] | list[Any] | None) -> ThreadView:
         view.usage = total
     view.facts = {
         k: thread[k]
-        for k in ("model", "provider", "stop_reason", "limit", "error")
+        for k in ("model", "effort", "provider", "stop_reason", "limit", "error")
         if k in thread and isinstance(thread[k], str | int | float | bool)
     }
+    price = thread.get("price_per_million")
+    if isinstance(price, dict) and price.get("known") is False:
+        view.facts["price"] = "unknown: costs at the conservative rate"
     return view

@@ -11,9 +11,11 @@ import pytest
 from codybatch.airflow.ui.runs import run_state
 from codybatch.records import JobStatus
 from tests.airflow.ui.seed import PATCH, XSS, csrf_of, seed_job
+from tests.fakes.anthropic_server import fake_anthropic
 from tests.helpers import make_repo
 
 pytestmark = pytest.mark.airflow
+__all__ = ["fake_anthropic"]  # a fixture
 
 BILLING = quote("github.com/acme/billing", safe="")
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -213,7 +215,7 @@ def test_new_job_form_lists_repositories_and_reports_errors(ui, monkeypatch) -> 
         assert f"<code>{field}</code>" in response.text
 
 
-def test_new_job_form_starts_a_run(ui, store, tmp_path: Path) -> None:
+def test_new_job_form_starts_a_run(ui, store, tmp_path: Path, fake_anthropic) -> None:
     repo = make_repo(tmp_path / "svc", {"a.txt": "a\n"})
     response = ui.post(
         "/codybatch/jobs/new",
@@ -231,6 +233,31 @@ def test_new_job_form_starts_a_run(ui, store, tmp_path: Path) -> None:
     assert job.name == "From the form" and job.repositories == [str(repo)]
     assert job.spec["steps"] == ["echo one", "echo two"]
     assert run_state(job.dag_id, job.run_id) in ("queued", "running")
+
+
+def test_new_job_form_refuses_a_retired_model(ui, store, tmp_path: Path, fake_anthropic) -> None:
+    repo = make_repo(tmp_path / "svc", {"a.txt": "a\n"})
+    data = {
+        "csrf_token": csrf_of(ui),
+        "name": "Old model",
+        "prompt": "Say hello",
+        "more_repositories": str(repo),
+        "model": "claude-sonnet-4-5",
+    }
+    response = ui.post("/codybatch/jobs/new", data=data)
+    assert response.status_code == 400
+    assert "retired on 2026-11-30" in response.text and "claude-sonnet-5-5" in response.text
+    assert store.list_jobs() == [] and fake_anthropic.message_requests == []
+
+
+def test_job_page_shows_the_jobs_warnings(ui, store) -> None:
+    job = seed_job(store)
+    warning = "model 'claude-haiku-4-5' is deprecated and retires on 2027-04-01"
+    store.update_job(job.job_id, warnings=[warning])
+    page = ui.get(f"/codybatch/jobs/{job.job_id}")
+    assert page.status_code == 200 and warning.replace("'", "&#39;") in page.text
+    api = ui.get(f"/codybatch/api/v1/jobs/{job.job_id}").json()
+    assert api["warnings"] == [warning]
 
 
 def test_new_job_form_needs_the_csrf_token(ui, store, tmp_path: Path) -> None:
