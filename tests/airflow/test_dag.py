@@ -8,10 +8,12 @@ import pytest
 
 from codybatch.records import JobStatus, RepositoryStatus, job_id_for_run
 from codybatch.store.local import LocalStore
+from tests.fakes.anthropic_server import FakeAnthropic, fake_anthropic, finish, reply
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.airflow
+__all__ = ["fake_anthropic"]  # a fixture
 
 
 @pytest.fixture
@@ -132,3 +134,38 @@ def test_failing_repository_does_not_stop_the_others(
     failed = store.get_result(job_id, str(example_repos[2]))
     assert "step 1" in failed.error and "exited with 1" in failed.error
     assert store.get_job(job_id).status == JobStatus.PARTIAL
+
+
+def test_retired_model_fails_at_validate_with_no_messages_call(
+    job_dag, demo_conf: dict, codybatch_home: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    demo_conf.update(prompt="Replace oldFunction.", model="claude-sonnet-4-5")
+    run = job_dag.test(run_conf=demo_conf)
+
+    assert run.state == "failed"
+    assert _task_states(run)[("validate", -1)][0] == "failed"
+    assert next(r.path for r in fake_anthropic.model_lookups) == "/v1/models/claude-sonnet-4-5"
+    assert fake_anthropic.message_requests == []
+    assert (
+        not (codybatch_home / "codybatch.db").exists() or not LocalStore(codybatch_home).list_jobs()
+    )
+
+
+def test_deprecated_model_runs_and_the_job_keeps_the_warning(
+    job_dag, demo_conf: dict, codybatch_home: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.script(reply(finish(False, "Nothing to change here.")))
+    demo_conf.update(
+        prompt="Replace oldFunction.",
+        model="claude-haiku-4-5",
+        steps=[],
+        repositories=demo_conf["repositories"][:1],
+    )
+    run = job_dag.test(run_conf=demo_conf)
+
+    assert run.state == "success"
+    job = LocalStore(codybatch_home).get_job(job_id_for_run("codybatch_job", run.run_id))
+    assert job is not None and job.status == JobStatus.COMPLETED
+    (warning,) = job.warnings
+    assert "'claude-haiku-4-5' is deprecated and retires on 2027-04-01" in warning
+    assert len(fake_anthropic.answered) == 1
