@@ -20,7 +20,8 @@ NON_STREAMING_MAX_TOKENS = 128_000 * 10 // 60
 # When the catalogue cannot be read: an output size every Claude model accepts.
 CONSERVATIVE_MAX_TOKENS = 8_192
 FOUND, MISSING, UNREACHABLE = "found", "missing", "unreachable"
-LOOKUP_RETRIES = 2
+LOOKUP_RETRIES = 2  # a catalogue that does not answer soon is not worth holding a job for
+LOOKUP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ def _look_up(settings: Settings, model: str, client: Any) -> ModelFacts:
     if settings.claude_provider == "bedrock":
         return ModelFacts(model, UNREACHABLE, reason="Amazon Bedrock has no Models API")
     try:
-        client = client or make_client(settings, max_retries=LOOKUP_RETRIES, timeout=30.0)
+        client = (client or make_client(settings)).with_options(
+            max_retries=LOOKUP_RETRIES, timeout=LOOKUP_TIMEOUT
+        )
         info = client.models.retrieve(model)
     except anthropic.NotFoundError:
         return ModelFacts(model, MISSING, active=_active_ids(client))
@@ -164,6 +167,14 @@ def check_model(spec: JobSpec, settings: Settings, client: Any = None) -> ModelC
     except ValueError as exc:
         check.errors.append(FieldError("CODYBATCH_PRICES", str(exc)))
     problem = credentials_problem(settings)
+    if problem is not None and settings.runner == "batch" and problem[0] == "ANTHROPIC_API_KEY":
+        # The key reaches only the Batch containers (from Secrets Manager): each worker runs
+        # this same check before its first call.
+        check.warnings.append(
+            f"model {model!r} was not checked here: the Anthropic key is given to the Batch "
+            "workers only, and each checks the model before calling it"
+        )
+        return check
     if problem is not None:
         check.errors.append(FieldError(*problem))
         return check

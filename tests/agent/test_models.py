@@ -234,3 +234,12 @@ def test_fake_404s_a_retired_model_and_checks_thinking_signatures(api: FakeAnthr
             follow_up(assistant, model)
     api.script(reply("done"))
     assert follow_up(blocks).stop_reason == "end_turn"
+
+
+def test_batch_runner_without_the_key_here_leaves_the_check_to_the_workers(
+    api: FakeAnthropic,
+) -> None:
+    settings = Settings(runner="batch", anthropic_base_url=api.url)
+    check = check_model(spec(), settings)
+    assert check.errors == [] and "given to the Batch workers only" in check.warnings[0]
+    assert api.requests == []
