@@ -1,10 +1,11 @@
-"""Job lifecycle shared by the CLI, the DAG and the UI: register, finalize, cancel."""
+"""Job lifecycle shared by the CLI, the DAG and the UI: register, finalize, cancel, sweep."""
 
 from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from functools import reduce
 
 from codybatch.records import (
@@ -59,16 +60,20 @@ def register_job(
     return store.create_job(job)
 
 
-def finalize_job(store: Store, job_id: str, reason: str | None = None) -> Job:
-    """Close the job: results left unfinished become FAILED, the job status and usage are summed."""
-    _close_unfinished(
-        store,
-        job_id,
-        RepositoryStatus.FAILED,
+def finalize_job(
+    store: Store,
+    job_id: str,
+    reason: str | None = None,
+    unfinished: RepositoryStatus = RepositoryStatus.FAILED,
+) -> Job:
+    """Close the job: results left unfinished get `unfinished` (FAILED) and the reason, the job
+    status and usage are summed."""
+    reason = (
         reason
         or "the worker stopped before finishing (killed, timed out or never started); "
-        "re-run the job to retry this repository",
+        "re-run the job to retry this repository"
     )
+    _close_unfinished(store, job_id, unfinished, reason)
     results = store.list_results(job_id)
     status = job_status_from_results(results)
     usage = reduce(lambda a, b: a + b, (r.usage for r in results), Usage())
@@ -91,6 +96,52 @@ def cancel_job(store: Store, job_id: str) -> Job:
     _close_unfinished(store, job_id, RepositoryStatus.CANCELLED, "cancelled by a user")
     # A job that finished meanwhile keeps its status.
     return store.update_job(job_id, only_from=UNFINISHED, status=JobStatus.CANCELLED)
+
+
+def close_job(
+    store: Store, job_id: str, reason: str, unfinished: RepositoryStatus = RepositoryStatus.FAILED
+) -> Job | None:
+    """Finalize a job whose run ended, if the job or any repository is still open (the run was
+    marked failed or success, a task failed early, the run was cleared); None if no such job."""
+    job = store.get_job(job_id)
+    if job is None:
+        return None
+    results = store.list_results(job_id)
+    settled = all(r.finished for r in results) and job.status in FINISHED_JOB_STATUSES
+    # A cleared run may have re-run repositories since the job was last finalized.
+    if settled and job.status in (JobStatus.CANCELLED, job_status_from_results(results)):
+        return job
+    return finalize_job(store, job_id, reason, unfinished)
+
+
+# A run the store names but Airflow does not (yet) know: give a trigger this long to land.
+SWEEP_GRACE = timedelta(minutes=10)
+
+
+def sweep_jobs(
+    store: Store, run_state: Callable[[str, str], str | None], grace: timedelta = SWEEP_GRACE
+) -> list[Job]:
+    """Close unfinished jobs whose DAG run has finished or is gone; return the jobs closed.
+
+    `run_state(dag_id, run_id)` is the run's state (queued, running, success, failed) or None."""
+    closed = []
+    for status in UNFINISHED:
+        for job in store.list_jobs(status=status, limit=1000):
+            if not (job.dag_id and job.run_id):
+                continue  # a `codybatch run` job: its own process finalizes it
+            state = run_state(job.dag_id, job.run_id)
+            if state in ("queued", "running"):
+                continue
+            if state is None:
+                if utcnow() - job.created_at < grace:
+                    continue
+                why = f"the DAG run {job.run_id} no longer exists (deleted) in Airflow"
+            else:
+                why = f"the DAG run ended ({state}) without finishing this repository"
+            done = close_job(store, job.job_id, why)
+            if done is not None:
+                closed.append(done)
+    return closed
 
 
 def _close_unfinished(store: Store, job_id: str, status: RepositoryStatus, error: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from codybatch.airflow.runend import RunEndListener
 from codybatch.airflow.ui import create_app
 
 PREFIX = "/codybatch"
@@ -11,6 +12,8 @@ PREFIX = "/codybatch"
 
 class CodyBatchPlugin(AirflowPlugin):
     name = "codybatch"
+    # Closes the job of a run a person marks failed or success (no DAG callback runs then).
+    listeners = [RunEndListener()]
     fastapi_apps = [{"app": create_app(), "url_prefix": PREFIX, "name": "Cody Batch"}]
     # Absolute hrefs and unique url_routes: relative ones break the UI (#53664, #52972).
     external_views = [

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from codybatch.jobs import cancel_job, finalize_job, new_job_id, register_job
-from codybatch.records import JobStatus, RepositoryStatus, Usage
+from codybatch.jobs import (
+    cancel_job,
+    close_job,
+    finalize_job,
+    new_job_id,
+    register_job,
+    sweep_jobs,
+)
+from codybatch.records import Job, JobStatus, RepositoryStatus, Usage
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec
 from codybatch.store import NotFoundError
@@ -156,3 +164,43 @@ def test_cancel_leaves_a_finished_job_alone(store: LocalStore, job_id: str) -> N
 def test_cancel_of_an_unknown_job(store: LocalStore) -> None:
     with pytest.raises(KeyError):
         cancel_job(store, "job-missing")
+
+
+def test_close_job_fails_or_cancels_what_is_left_open(store: LocalStore, job_id: str) -> None:
+    finish(store, job_id, KEYS[0], RepositoryStatus.COMPLETED, Usage())
+    job = close_job(store, job_id, "the run was marked success", RepositoryStatus.CANCELLED)
+    assert job is not None and job.status == JobStatus.PARTIAL
+    errors = [r.error for r in store.list_results(job_id)]
+    assert errors == [None, "the run was marked success", "the run was marked success"]
+    assert close_job(store, "job-missing", "why") is None
+
+
+def test_close_job_leaves_a_settled_job_alone_and_redoes_a_stale_one(
+    store: LocalStore, job_id: str
+) -> None:
+    for key in KEYS:
+        finish(store, job_id, key, RepositoryStatus.FAILED, Usage())
+    settled = finalize_job(store, job_id)
+    assert close_job(store, job_id, "why") == settled
+    # A cleared run re-ran a repository after the job was finalized: the status follows.
+    finish(store, job_id, KEYS[0], RepositoryStatus.COMPLETED, Usage())
+    assert close_job(store, job_id, "why").status == JobStatus.PARTIAL
+
+
+def test_sweep_closes_jobs_of_ended_or_vanished_runs_only(store: LocalStore) -> None:
+    spec = JobSpec.parse({"name": "n", "prompt": "p", "repositories": REPOS[:1]}, Settings())
+    states = {"ended": "failed", "live": "running", "queued": "queued", "new": None}
+    for run_id in states:
+        register_job(spec, store, job_id=f"job-{run_id}", dag_id="codybatch_job", run_id=run_id)
+    old = Job(job_id="job-old", spec=spec.to_dict(), dag_id="codybatch_job", run_id="old")
+    old.created_at -= timedelta(hours=1)
+    store.create_job(old)
+    register_job(spec, store, job_id="job-cli")  # `codybatch run`: no DAG run to ask about
+
+    closed = sweep_jobs(store, lambda dag_id, run_id: states.get(run_id))
+
+    assert sorted(j.job_id for j in closed) == ["job-ended", "job-old"]
+    assert "ended (failed)" in store.list_results("job-ended")[0].error
+    assert "no longer exists" in store.list_results("job-old")[0].error
+    for open_job in ("job-live", "job-queued", "job-new", "job-cli"):
+        assert store.get_job(open_job).status == JobStatus.PENDING

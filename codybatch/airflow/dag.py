@@ -5,13 +5,21 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk import (
+    DAG,
+    ExceptionRetryPolicy,
+    RetryAction,
+    RetryRule,
+    get_current_context,
+    task,
+)
 from airflow.sdk.exceptions import AirflowFailException
 
 from codybatch.airflow.params import job_params, spec_input
+from codybatch.airflow.runend import on_run_end
 from codybatch.cli import EXIT_RECORDED_FAILURE
 from codybatch.records import JobStatus, job_id_for_run
 from codybatch.settings import Settings
@@ -26,6 +34,36 @@ Applies one change (a Claude prompt and/or shell steps) to up to five repositori
 `validate` checks the input, `register` records the job, `process` runs one worker per
 repository, `finalize` sums up. Results: the **Cody Batch** page and the **Results** tab.
 """
+
+
+class WorkerCrashed(RuntimeError):
+    """The worker died without recording a result (killed, out of memory): worth a retry."""
+
+
+class WorkerRefused(RuntimeError):
+    """The worker could not start at all (bad arguments, no Python): a retry repeats it."""
+
+
+# A crashed worker is retried within seconds (3, 6, 12 s ... at most 30 s), not Airflow's
+# default 5 minutes; what a retry cannot fix fails at once.
+PROCESS_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay": timedelta(seconds=3),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(seconds=30),
+    "retry_policy": ExceptionRetryPolicy(
+        rules=[
+            RetryRule(exception=WorkerCrashed, action=RetryAction.RETRY),
+            RetryRule(
+                exception=[WorkerRefused, OSError],
+                action=RetryAction.FAIL,
+                reason="the worker cannot start here: a retry would fail the same way",
+            ),
+        ]
+    ),
+}
+# The `codybatch worker` exit status of a command-line usage error (argparse).
+EXIT_USAGE = 2
 
 
 def worker_command(job_id: str, repository: str) -> list[str]:
@@ -98,8 +136,10 @@ def _process_local(job_id: str, repository: str) -> str:
     if code == EXIT_RECORDED_FAILURE:
         # The worker recorded why; running it again would repeat the same failure.
         raise AirflowFailException(f"{repository} failed; the job's results say why")
+    if code == EXIT_USAGE:
+        raise WorkerRefused(f"the worker for {repository} refused its arguments (exit 2)")
     if code != 0:
-        raise RuntimeError(f"the worker for {repository} crashed (exit {code}); retrying")
+        raise WorkerCrashed(f"the worker for {repository} crashed (exit {code}); retrying")
     return repository
 
 
@@ -109,10 +149,19 @@ def finalize(items: list[dict[str, str]] | None = None) -> str:
     from codybatch.jobs import finalize_job
     from codybatch.store import open_store
 
-    if not items:
-        raise AirflowFailException("no job was registered (validate or register failed)")
-    job_id = items[0]["job_id"]
+    context = get_current_context()
+    job_id = job_id_for_run(context["dag"].dag_id, context["dag_run"].run_id)
     store = open_store()
+    if not items:
+        # The plugin may have registered the job before validate or register failed.
+        if store.get_job(job_id) is not None:
+            finalize_job(
+                store,
+                job_id,
+                "the run failed before this repository was processed (validate or register "
+                "failed: its task log says why)",
+            )
+        raise AirflowFailException("no job was registered (validate or register failed)")
     if Settings.from_env().runner == "batch":
         from codybatch.airflow.batch import terminate_batch_jobs
 
@@ -149,6 +198,8 @@ def build_job_dag(
         max_active_runs=max_active_runs,
         is_paused_upon_creation=is_paused_upon_creation,
         render_template_as_native_obj=False,
+        on_success_callback=on_run_end,
+        on_failure_callback=on_run_end,
     ) as dag:
         spec = validate()
         items = register(spec)
@@ -161,8 +212,8 @@ def build_job_dag(
                 _process_local,
                 task_id="process",
                 pool=settings.pool,
-                retries=1,
                 map_index_template="{{ task.op_kwargs['repository'] }}",
+                **PROCESS_RETRIES,
             ).expand_kwargs(items)
         done = finalize(items)
         processed >> done
