@@ -45,6 +45,7 @@ def test_dags_folder_imports_cleanly(airflow_home: Path, codybatch_home: Path) -
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert bag.import_errors == {}
     assert "codybatch_campaign__legacy_lib_upgrade" in bag.dag_ids
+    assert "codybatch_job_sweep" in bag.dag_ids
     tracking = bag.get_dag("codybatch_pr_tracking")
     assert tracking.timetable.expression == "0 * * * *"
     dag = bag.get_dag("codybatch_job")
