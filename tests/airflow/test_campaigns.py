@@ -109,6 +109,7 @@ def test_broken_campaign_is_an_import_error_of_its_own(
 
     assert set(bag.dag_ids) == {
         "codybatch_job",
+        "codybatch_job_sweep",
         "codybatch_pr_tracking",
         "codybatch_campaign__good_one",
     }
