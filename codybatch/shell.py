@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from codybatch import orphans
+
 # What a command run in a checkout may see of the worker's environment: an allowlist, so
 # credentials (tokens, AWS keys, Airflow's database URL and secret keys) never reach it.
 PASSED_VARIABLES = frozenset(
@@ -113,7 +115,9 @@ def run_command(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=orphans.die_with_parent,  # a killed worker takes its step along
     )
+    orphans.record_group(proc.pid)  # and whatever the step started, at the next start
     try:
         out, _ = proc.communicate(timeout=timeout)
         timed_out = False

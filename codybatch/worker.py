@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
 
-from codybatch import git
+from codybatch import git, orphans
 from codybatch.records import (
     JobStatus,
     RepositoryResult,
@@ -78,13 +77,16 @@ def run_worker(
         repo = spec.repository(repository)
         if not is_allowed(repo, settings.allowed_repositories):
             raise WorkerError(f"{repository} is not in the allowlist of this worker")
-        with tempfile.TemporaryDirectory(prefix="codybatch-") as tmp:
-            try:
-                work.process(job, spec, repo, Path(tmp) / "checkout")
-            except Exception:
-                work.result.status = RepositoryStatus.FAILED
-                work.keep_diff()  # before the checkout goes: nothing computed is lost
-                raise
+        orphans.remove_dead()  # checkouts and steps of workers killed before they finished
+        tmp = orphans.work_dir()
+        try:
+            work.process(job, spec, repo, tmp / "checkout")
+        except Exception:
+            work.result.status = RepositoryStatus.FAILED
+            work.keep_diff()  # before the checkout goes: nothing computed is lost
+            raise
+        finally:
+            orphans.release(tmp)
     except SpecError as exc:
         work.fail(f"the job spec is no longer valid: {exc}")
     except Exception as exc:  # one repository's failure is recorded, never raised further

@@ -18,6 +18,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
+from codybatch import orphans
 from codybatch.airflow.params import job_params, spec_input
 from codybatch.airflow.runend import on_run_end
 from codybatch.cli import EXIT_RECORDED_FAILURE
@@ -127,12 +128,20 @@ def _process_local(job_id: str, repository: str) -> str:
     """Run `codybatch worker` for one repository as a subprocess, streaming its log."""
     command = [sys.executable, "-m", "codybatch", *worker_command(job_id, repository)[1:]]
     proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        preexec_fn=orphans.stop_with_parent,  # a killed task stops its worker (it cleans up)
     )
     assert proc.stdout is not None
     for line in proc.stdout:
         log.info("%s", line.rstrip())
     code = proc.wait()
+    if code < 0:
+        # Killed (SIGKILL, out of memory): its steps and checkout go now, not at the next start.
+        orphans.remove_dead()
     if code == EXIT_RECORDED_FAILURE:
         # The worker recorded why; running it again would repeat the same failure.
         raise AirflowFailException(f"{repository} failed; the job's results say why")
