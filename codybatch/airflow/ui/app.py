@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import ApiUser, LoginRequired, PageUser, login_url
+from codybatch.airflow.ui.headers import add_security_headers
 
 HERE = Path(__file__).resolve().parent
 API_PREFIX = "/api/v1"
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    add_security_headers(app)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(user: ApiUser) -> JSONResponse:

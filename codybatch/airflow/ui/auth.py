@@ -29,9 +29,25 @@ class LoginRequired(Exception):
     """An anonymous (or expired) visitor asked for a page: send them to the login."""
 
 
-async def api_user(user: Annotated[BaseUser, Depends(get_user)]) -> BaseUser:
+async def api_user(
+    request: Request,
+    _oauth_token: Annotated[str | None, Depends(oauth2_scheme)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> BaseUser:
     """The Airflow user of an API call (Bearer token or the UI's cookie); 401 otherwise."""
-    return user
+    try:
+        return await get_user(request, _oauth_token, bearer)
+    except HTTPException as exc:
+        # Airflow answers 403 to a malformed or forged token: it is a failed authentication.
+        if exc.status_code == status.HTTP_403_FORBIDDEN:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                f"{exc.detail}: sign in again (POST /auth/token) and send the new token",
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from None
+        if exc.status_code == status.HTTP_401_UNAUTHORIZED and not exc.headers:
+            exc.headers = {"WWW-Authenticate": "Bearer"}
+        raise
 
 
 async def page_user(
@@ -199,7 +215,8 @@ def check_csrf(request: Request, user: BaseUser, form: dict[str, Any] | None = N
     if not uses_cookie(request):
         return
     given = request.headers.get(CSRF_HEADER) or str((form or {}).get(CSRF_FIELD) or "")
-    if not hmac.compare_digest(given, csrf_token(user)):
+    # As bytes: compare_digest refuses str with non-ASCII characters (that was a 500).
+    if not hmac.compare_digest(given.encode(errors="replace"), csrf_token(user).encode()):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             f"Forbidden: missing or wrong {CSRF_HEADER} (reload the page and try again)",

@@ -48,6 +48,8 @@
       });
     });
     root.querySelectorAll("a[data-airflow-link]").forEach((a) => a.addEventListener("click", airflowLink));
+    // No inline handlers: the Content-Security-Policy allows only this script.
+    root.querySelectorAll("select[data-autosubmit]").forEach((s) => s.addEventListener("change", () => s.form.submit()));
   }
 
   document.addEventListener("DOMContentLoaded", () => {
