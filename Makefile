@@ -17,7 +17,7 @@ export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS ?= admin:admin
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE ?= $(AIRFLOW_HOME)/passwords.json
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test up bench lint format worker-image clean
+.PHONY: install demo test up postgres bench lint format worker-image clean
 
 install: $(STAMP)
 
@@ -43,13 +43,25 @@ test: $(STAMP)
 	@$(BIN)/ruff format --check .
 	@$(BIN)/pytest -q
 
-up: $(AIRFLOW_HOME)/airflow.db
+# `make up` keeps Airflow's database in PostgreSQL (Debian's package, installed when missing).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1 || command -v pg_ctl > /dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing PostgreSQL (Debian's postgresql package)..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql > /dev/null; \
+	  else echo "make up needs PostgreSQL: sudo apt-get install postgresql"; exit 1; fi
+
+# PostgreSQL + LocalExecutor + api-server, scheduler, dag-processor, triggerer, supervised:
+# if one dies the stack stops with a message (see codybatch/airflow/stack.py).
+up: $(STAMP) postgres
+	@mkdir -p $(AIRFLOW_HOME)
+	@test -f $(AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE) || echo '{"admin": "admin"}' > $(AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE)
 	@$(BIN)/python -m codybatch.demo --examples
 	@$(BIN)/python -c "from codybatch.airflow.campaigns import sync_campaign_stubs; sync_campaign_stubs()"
 	@echo "Airflow: http://localhost:8080   login: admin / admin   (Cody Batch: http://localhost:8080/codybatch/)"
-	@$(BIN)/airflow standalone
+	@$(BIN)/python -m codybatch.airflow.stack
 
-bench: $(STAMP)
+bench: $(STAMP) postgres
 	@$(BIN)/python -m benchmarks
 
 lint: $(STAMP)
