@@ -63,6 +63,9 @@ PROCESS_RETRIES: dict[str, Any] = {
         ]
     ),
 }
+# validate and finalize fail with AirflowFailException on bad input (never retried); a task
+# process that could not start or reach the api-server (a busy machine) is retried quickly.
+INFRA_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(seconds=3)}
 # The `codybatch worker` exit status of a command-line usage error (argparse).
 EXIT_USAGE = 2
 
@@ -72,7 +75,7 @@ def worker_command(job_id: str, repository: str) -> list[str]:
     return ["codybatch", "worker", "--job-id", job_id, "--repository", repository]
 
 
-@task
+@task(**INFRA_RETRIES)
 def validate() -> dict[str, Any]:
     """Check the whole input before any work; the run fails here with every field error."""
     from codybatch.airflow.campaigns import DAG_PREFIX
@@ -152,7 +155,7 @@ def _process_local(job_id: str, repository: str) -> str:
     return repository
 
 
-@task(trigger_rule="all_done")
+@task(trigger_rule="all_done", **INFRA_RETRIES)
 def finalize(items: list[dict[str, str]] | None = None) -> str:
     """Sum the results into the job status; the run fails if any repository failed."""
     from codybatch.jobs import finalize_job

@@ -26,6 +26,13 @@ from pathlib import Path
 from codybatch import orphans
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Each api-server worker serves the REST API and every task's execution API calls: a burst of
+# triggers plus running tasks needs more than SQLAlchemy's default 5 + 10 connections.
+API_POOL = {
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "10",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": "30",
+}
+MAX_CONNECTIONS = 300
 POSTGRES_USER = "postgres"  # the system user Debian's package creates
 
 
@@ -130,7 +137,10 @@ class Postgres:
     def start(self) -> None:
         if self.running():
             return  # left running by a stack that was killed: use it
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root}"
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            f"-c max_connections={MAX_CONNECTIONS}"
+        )
         self._run(
             self.bin / "pg_ctl",
             "-D",
@@ -260,8 +270,11 @@ def run_stack(home: Path, pg_dir: Path, pg_port: int, pool_slots: int) -> int:
         _airflow(env, "db", "migrate")
         _airflow(env, "pools", "set", "codybatch", str(pool_slots), "Cody Batch workers")
         for name in COMPONENTS:
-            extra = ["--workers", str(size["api_workers"])] if name == "api-server" else []
-            processes[name] = start(name, ["airflow", name, *extra], env, logs)
+            if name == "api-server":
+                args = ["airflow", name, "--workers", str(size["api_workers"])]
+                processes[name] = start(name, args, {**env, **API_POOL}, logs)
+            else:
+                processes[name] = start(name, ["airflow", name], env, logs)
         print(
             f"Airflow is starting: {', '.join(COMPONENTS)} (LocalExecutor, parallelism "
             f"{size['parallelism']}); logs in {logs}/. Ctrl-C stops the stack.",
