@@ -208,7 +208,7 @@ def show(label: str, outcome: Outcome, figures: list[Figure]) -> None:
         note("per job s: " + " ".join(f"{s:.0f}" for s in outcome.per_job))
 
 
-def run(bench_dir: Path = BENCH_DIR, timeout: float = 900) -> list[Figure]:
+def run(bench_dir: Path = BENCH_DIR, timeout: float = 900, via: str = "both") -> list[Figure]:
     figures: list[Figure] = []
     print("== under load: make up's stack (PostgreSQL, LocalExecutor) ==", flush=True)
     repos = small_repos(bench_dir, Sizes())
@@ -219,8 +219,10 @@ def run(bench_dir: Path = BENCH_DIR, timeout: float = 900) -> list[Figure]:
         with stack(work, repos[0].parent) as instance:
             ready(instance, [JOB_DAG])
             note(f"stack up and the DAG parsed in {time.perf_counter() - started:.0f} s")
-            show("Airflow REST API", through_rest(instance, work, conf, timeout), figures)
-            show("plugin POST /jobs", through_plugin(instance, work, conf, timeout), figures)
+            if via in ("rest", "both"):
+                show("Airflow REST API", through_rest(instance, work, conf, timeout), figures)
+            if via in ("plugin", "both"):
+                show("plugin POST /jobs", through_plugin(instance, work, conf, timeout), figures)
     except (RuntimeError, OSError) as exc:
         report(Figure("under load", f"not measured: {exc}\n{tail(work / 'stack.log')}"), figures)
     return figures
@@ -229,8 +231,9 @@ def run(bench_dir: Path = BENCH_DIR, timeout: float = 900) -> list[Figure]:
 def main(argv: Sequence[str] | None = None) -> list[Figure]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=900, help="seconds per burst")
+    parser.add_argument("--via", choices=("rest", "plugin", "both"), default="both")
     args = parser.parse_args(argv or [])
-    return run(timeout=args.timeout)
+    return run(timeout=args.timeout, via=args.via)
 
 
 if __name__ == "__main__":
