@@ -151,10 +151,11 @@ def test_the_sweep_closes_jobs_whose_run_ended_or_vanished(
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    spec = JobSpec.parse({"name": "n", "steps": ["true"], "repositories": [str(example_repos[0])]})
+    conf = {"name": "n", "steps": ["true"], "repositories": [str(example_repos[0])]}
+    spec = JobSpec.parse(conf)
     # A run that ended without telling anyone (failed through Airflow's own functions).
     ended = new_run_id()
-    trigger_run(JOB_DAG_ID, ended, {"name": "n", "steps": ["true"]}, "test")
+    trigger_run(JOB_DAG_ID, ended, conf, "test")
     assert fail_run(JOB_DAG_ID, ended)
     register_job(spec, store, job_id_for_run(JOB_DAG_ID, ended), JOB_DAG_ID, ended)
     # A job whose run was deleted long ago, and one whose run was just triggered.
@@ -167,7 +168,7 @@ def test_the_sweep_closes_jobs_whose_run_ended_or_vanished(
     )
     store.create_job(gone)
     waiting = new_run_id()
-    trigger_run(JOB_DAG_ID, waiting, {"name": "n", "steps": ["true"]}, "test")
+    trigger_run(JOB_DAG_ID, waiting, conf, "test")
     register_job(spec, store, job_id_for_run(JOB_DAG_ID, waiting), JOB_DAG_ID, waiting)
 
     root = Path(__file__).resolve().parents[2]
