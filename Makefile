@@ -23,6 +23,9 @@ install: $(STAMP)
 
 # Re-installs only when the requirements or the project metadata change.
 $(STAMP): requirements.txt pyproject.toml
+	@command -v bwrap > /dev/null || { echo "installing bubblewrap (the sandbox of every command run in a checkout)"; \
+		apt-get install -y -q bubblewrap > /dev/null 2>&1 || { apt-get update -q > /dev/null && apt-get install -y -q bubblewrap > /dev/null; } \
+		|| echo "could not install bubblewrap: install it (Debian: apt-get install bubblewrap), or steps, verify and Claude's shell cannot run"; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip
 	@$(BIN)/pip install --quiet -r requirements.txt

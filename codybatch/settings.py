@@ -57,6 +57,7 @@ class Settings:
     campaigns_dir: str = ""
     tracking_schedule: str = "@hourly"
     step_env: tuple[str, ...] = ()  # extra variables steps and verify may see
+    sandbox: str = "auto"  # auto: bubblewrap; container: the container is the boundary
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -107,4 +108,5 @@ class Settings:
             campaigns_dir=_first(env, "CODYBATCH_CAMPAIGNS_DIR"),
             tracking_schedule=_first(env, "CODYBATCH_TRACKING_SCHEDULE", default="@hourly"),
             step_env=_patterns(_first(env, "CODYBATCH_STEP_ENV")),
+            sandbox=_first(env, "CODYBATCH_SANDBOX", default="auto").lower(),
         )

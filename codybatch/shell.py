@@ -1,4 +1,4 @@
-"""Run shell commands in a checkout: timeouts, bounded output, no secrets in the environment."""
+"""Run shell commands in a checkout: sandboxed, timeouts, bounded output, no secrets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from codybatch import orphans
+from codybatch.sandbox import DEFAULT_LIMITS, Limits, Sandbox, confined, environment
 
 # What a command run in a checkout may see of the worker's environment: an allowlist, so
 # credentials (tokens, AWS keys, Airflow's database URL and secret keys) never reach it.
@@ -102,15 +103,37 @@ def run_command(
     timeout: float,
     output_limit: int = 20_000,
     passthrough: Iterable[str] = (),
+    *,
+    sandbox: Sandbox,
+    network: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> CommandResult:
-    """Run one shell command in cwd with a timeout; output (stdout+stderr) is kept bounded.
+    """Run one shell command in the checkout cwd, confined by `sandbox`, with a timeout.
 
-    The command sees only the allowlisted environment plus the `passthrough` names."""
+    Output (stdout+stderr) is kept bounded; the command sees only the allowlisted
+    environment plus the `passthrough` names, no TTY and no standard input."""
+    sandbox.require()
+    env = {**clean_environment(passthrough=passthrough), "PAGER": "cat", "GIT_PAGER": "cat"}
     start = time.monotonic()
+    if sandbox.kind == "container":
+        return _run(["/bin/sh", "-c", command], cwd, env, command, timeout, output_limit, start)
+    with confined(["/bin/sh", "-c", command], cwd, network=network, limits=limits) as argv:
+        return _run(argv, cwd, environment(env, network), command, timeout, output_limit, start)
+
+
+def _run(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    command: str,
+    timeout: float,
+    output_limit: int,
+    start: float,
+) -> CommandResult:
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", command],
+        argv,
         cwd=cwd,
-        env=clean_environment(passthrough=passthrough),
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -122,18 +145,21 @@ def run_command(
         out, _ = proc.communicate(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
-        # Kill the whole process group: a step's children must not outlive it.
+        # Kill the whole process group (in the sandbox: bwrap, whose death ends its PID
+        # namespace): a command's children must not outlive it.
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
         timed_out = True
     except BaseException:
-        # The worker is being stopped (cancel, SIGTERM): the step's own group goes too.
+        # The worker is being stopped (cancel, SIGTERM): the command's own group goes too.
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     text = out.decode("utf-8", "replace")
     if timed_out:
-        text += f"\n[timed out after {timeout:g} s]"
+        text += (
+            f"\n[timed out after {timeout:g} s: the command and everything it started were killed]"
+        )
     return CommandResult(
         command=command,
         exit_code=None if timed_out else proc.returncode,

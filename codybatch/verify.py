@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from codybatch.redact import redact_text
+from codybatch.sandbox import detect
 from codybatch.settings import Settings
 from codybatch.shell import run_command
 
@@ -13,10 +14,18 @@ from codybatch.shell import run_command
 VERIFY_TAIL = 4_000
 
 
-def run_verify(command: str, checkout: Path, settings: Settings) -> dict[str, Any]:
-    """Run the verify command in the checkout; return its record (output redacted, tail kept)."""
+def run_verify(
+    command: str, checkout: Path, settings: Settings, network: bool = False
+) -> dict[str, Any]:
+    """Run the verify command in the sandboxed checkout; return its record (output redacted,
+    tail kept)."""
     result = run_command(
-        command, checkout, timeout=settings.step_timeout, passthrough=settings.step_env
+        command,
+        checkout,
+        timeout=settings.step_timeout,
+        passthrough=settings.step_env,
+        sandbox=detect(settings.sandbox),
+        network=network,
     )
     tail = redact_text(result.output, settings.secrets)
     if len(tail) > VERIFY_TAIL:

@@ -16,6 +16,7 @@ from codybatch.records import (
     utcnow,
 )
 from codybatch.redact import contains_secret, redact, redact_text
+from codybatch.sandbox import detect
 from codybatch.settings import Settings
 from codybatch.shell import run_command, truncate
 from codybatch.spec import JobSpec, Repository, SpecError, is_allowed
@@ -109,6 +110,8 @@ class _Work:
         self.result.details = {}
 
     def process(self, job: Any, spec: JobSpec, repo: Repository, checkout: Path) -> None:
+        if spec.steps or spec.verify:
+            detect(self.settings.sandbox).require()  # before any work, not after the clone
         remote = None
         token = None
         if repo.is_local:
@@ -165,6 +168,8 @@ class _Work:
                 timeout=self.settings.step_timeout,
                 output_limit=STEP_OUTPUT,
                 passthrough=self.settings.step_env,
+                sandbox=detect(self.settings.sandbox),
+                network=spec.network,
             )
             outputs.append(redact(done.to_dict(), self.settings.secrets))
             if not done.ok:
@@ -172,7 +177,7 @@ class _Work:
                 raise WorkerError(f"step {i} ({command!r}) {why}: {truncate(done.output, 2000)}")
 
     def run_verify(self, spec: JobSpec, checkout: Path) -> None:
-        run = run_verify(spec.verify or "", checkout, self.settings)
+        run = run_verify(spec.verify or "", checkout, self.settings, spec.network)
         self.result.details["verify"] = {**run, "rounds": 1}
         if not run["passed"]:
             self.fail(f"verify ({spec.verify!r}) failed: {truncate(run['output'], 2000)}")

@@ -83,3 +83,14 @@ def demo_conf(example_repos: list[Path]) -> dict:
     conf.pop("prompt")
     conf["repositories"] = [str(p) for p in example_repos]
     return conf
+
+
+@pytest.fixture(scope="session")
+def bwrap() -> object:
+    """The bubblewrap sandbox; fails the test, saying what to install, when it cannot start."""
+    from codybatch.sandbox import detect
+
+    sandbox = detect()
+    if sandbox.kind != "bwrap":
+        pytest.fail(f"this test needs the bubblewrap sandbox: {sandbox.reason}", pytrace=False)
+    return sandbox

@@ -5,17 +5,33 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from codybatch.redact import MASK, redact, redact_text
-from codybatch.shell import SECRET_VARIABLES, clean_environment, run_command, truncate
+from codybatch.sandbox import Sandbox, SandboxUnavailable, detect
+from codybatch.shell import SECRET_VARIABLES, CommandResult, clean_environment, truncate
+from codybatch.shell import run_command as run_sandboxed
+
+HOST = Sandbox("container")
+
+
+@pytest.fixture(autouse=True)
+def _bwrap(bwrap: Sandbox) -> None:
+    """Every command of these tests runs in bubblewrap unless it says otherwise."""
+
+
+def run_command(command: str, cwd: Path, timeout: float, **kwargs: Any) -> CommandResult:
+    return run_sandboxed(command, cwd, timeout, sandbox=kwargs.pop("sandbox", detect()), **kwargs)
 
 
 def test_run_command_in_the_checkout_with_stdout_and_stderr(tmp_path: Path) -> None:
     done = run_command("pwd; echo out; echo err >&2; exit 0", tmp_path, timeout=10)
     assert done.ok and done.exit_code == 0 and not done.timed_out
-    assert done.output.splitlines() == [str(tmp_path), "out", "err"]
+    assert done.output.splitlines() == ["/repo", "out", "err"]  # the checkout, in the sandbox
+    bare = run_command("pwd", tmp_path, timeout=10, sandbox=HOST)
+    assert bare.output.strip() == str(tmp_path)  # CODYBATCH_SANDBOX=container: as it is
     assert done.to_dict()["command"].startswith("pwd")
 
 
@@ -31,18 +47,30 @@ def test_stdin_is_closed(tmp_path: Path) -> None:
 
 
 def test_timeout_kills_the_command_and_its_children(tmp_path: Path) -> None:
-    pidfile = tmp_path / "child.pid"
-    done = run_command(
-        f"sleep 60 & echo $! > {pidfile}; echo started; sleep 60", tmp_path, timeout=0.5
-    )
+    done = run_command("sleep 60.75 & echo started; sleep 60", tmp_path, timeout=0.5)
     assert done.timed_out and not done.ok and done.exit_code is None
-    assert "started" in done.output and "[timed out after 0.5 s]" in done.output
-    child = int(pidfile.read_text())
+    assert "started" in done.output and "[timed out after 0.5 s: the command and" in done.output
     for _ in range(100):
-        if not _alive(child):
+        if not _sleeping("60.75"):
             break
         time.sleep(0.05)
-    assert not _alive(child), "a step's background child outlived the timeout"
+    assert not _sleeping("60.75"), "a command's background child outlived the timeout"
+
+
+def test_a_command_needs_a_sandbox(tmp_path: Path) -> None:
+    with pytest.raises(SandboxUnavailable, match="bwrap is missing"):
+        run_command("touch ran", tmp_path, timeout=10, sandbox=Sandbox("none", "bwrap is missing"))
+    assert not (tmp_path / "ran").exists()
+
+
+def _sleeping(seconds: str) -> bool:
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if (proc / "cmdline").read_bytes() == f"sleep\0{seconds}\0".encode():
+                return _alive(int(proc.name))
+        except OSError:
+            continue
+    return False
 
 
 def _alive(pid: int) -> bool:
@@ -98,6 +126,8 @@ def test_steps_see_only_the_allowlisted_environment(
     for name in (*SECRET_VARIABLES, "GIT_CONFIG_VALUE_0", "AWS_ACCESS_KEY_ID", "UNLISTED"):
         assert f"{name}=" not in done.output  # a secret stays out even when asked for
     assert "value-of-" not in done.output and "c2VjcmV0" not in done.output
+    assert "HOME=/home/sandbox" in done.output and "TMPDIR=/tmp" in done.output
+    assert "PAGER=cat" in done.output
     assert {"GITHUB_TOKEN", "ANTHROPIC_API_KEY", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"} <= (
         SECRET_VARIABLES
     )

@@ -52,6 +52,12 @@ def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp
 
 
+def on_the_host(settings: Settings) -> Settings:
+    """Steps outside the sandbox (as with CODYBATCH_SANDBOX=container): these tests' steps
+    share files with the test or run the worker, which the sandbox rightly forbids."""
+    return dataclasses.replace(settings, sandbox="container")
+
+
 def register(
     store: LocalStore, settings: Settings, repositories: list[Path], **fields: Any
 ) -> tuple[str, list[str]]:
@@ -191,6 +197,7 @@ def test_force_redoes_a_finished_repository_with_the_same_outcome(
 def test_a_failed_repository_is_attempted_again(
     store: LocalStore, settings: Settings, repos: dict[str, Path], tmp_path: Path
 ) -> None:
+    settings = on_the_host(settings)
     marker = tmp_path / "flaky-once"
     flaky = f"if [ ! -f {marker} ]; then touch {marker}; echo flaky; exit 1; fi"
     job_id, keys = register(store, settings, [repos["a"]], steps=[flaky, SED])
@@ -206,6 +213,7 @@ def test_a_failed_repository_is_attempted_again(
 def test_a_retry_does_not_keep_the_previous_attempts_diff(
     store: LocalStore, settings: Settings, repos: dict[str, Path], tmp_path: Path
 ) -> None:
+    settings = on_the_host(settings)
     counter = tmp_path / "attempt"
     step = (
         f"n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; "
@@ -252,6 +260,7 @@ def test_a_step_timeout_fails_the_repository(
 def test_the_checkout_is_removed(
     store: LocalStore, settings: Settings, repos: dict[str, Path], private_tmp: Path
 ) -> None:
+    settings = on_the_host(settings)
     job_id, keys = register(store, settings, [repos["a"], repos["b"]], steps=["pwd", SED])
     (repos["b"] / "app.py").unlink()  # b's sed fails
     git_dir = repos["b"]
@@ -351,6 +360,7 @@ def test_verify_command_decides_the_outcome(
 def test_a_cancel_during_the_run_is_not_overwritten(
     store: LocalStore, settings: Settings, repos: dict[str, Path]
 ) -> None:
+    settings = on_the_host(settings)
     # the cancel comes from another process while the worker runs its steps
     cancel = (
         f'{sys.executable} -c "import sys; from codybatch.jobs import cancel_job; '
@@ -410,6 +420,7 @@ def test_a_retry_failing_before_the_clone_leaves_no_old_patch(
 def test_a_step_rewriting_git_config_cannot_redirect_git(
     store: LocalStore, settings: Settings, repos: dict[str, Path], tmp_path: Path
 ) -> None:
+    settings = on_the_host(settings)
     # A planted clean filter would run during the diff's `git add` with git's environment.
     marker = tmp_path / "filter-ran"
     step = (
@@ -461,6 +472,7 @@ def test_verify_output_is_redacted(
 def test_an_overtaken_attempt_does_not_overwrite_the_newer_patch(
     store: LocalStore, settings: Settings, repos: dict[str, Path], tmp_path: Path
 ) -> None:
+    settings = on_the_host(settings)
     counter = tmp_path / "counter"
     job_id = register_job(
         JobSpec.parse(
@@ -470,7 +482,8 @@ def test_an_overtaken_attempt_does_not_overwrite_the_newer_patch(
     ).job_id
     # Attempt 1's step starts attempt 2 (as a re-submitted Batch job would) and waits for it.
     newer = (
-        f"CODYBATCH_HOME={settings.home} {sys.executable} -m codybatch worker --force "
+        f"CODYBATCH_SANDBOX=container CODYBATCH_HOME={settings.home} "
+        f"{sys.executable} -m codybatch worker --force "
         f"--job-id {job_id} "
         f"--repository {repos['a']} > /dev/null 2>&1"
     )

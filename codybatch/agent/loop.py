@@ -350,7 +350,7 @@ class _Session:
 
     def run_verify(self) -> dict[str, Any]:
         assert self.spec.verify
-        run = run_verify(self.spec.verify, self.checkout, self.settings)
+        run = run_verify(self.spec.verify, self.checkout, self.settings, self.spec.network)
         run["after_turn"] = len(self.turns)
         self.verify_runs.append(run)
         self.edits_at_verify = self.edits

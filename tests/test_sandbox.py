@@ -1,0 +1,286 @@
+"""sandbox: escape attempts from a command, a step and verify are contained; limits bind.
+
+Real bubblewrap, real processes: the worker holds the secrets in its own environment (as
+the Airflow scheduler does), a local server listens on 127.0.0.1, a store and an Airflow
+database lie beside the checkout.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from codybatch import git
+from codybatch.jobs import register_job
+from codybatch.records import RepositoryStatus
+from codybatch.sandbox import DEFAULT_LIMITS, Limits, Sandbox, _cgroup_base, detect
+from codybatch.settings import Settings
+from codybatch.shell import run_command
+from codybatch.spec import JobSpec
+from codybatch.store.local import LocalStore
+from tests.fakes.serving import start_server, stop_server
+from tests.helpers import git as run_git_here
+from tests.helpers import make_repo
+
+PROC_STEP = (
+    "for p in /proc/[0-9]*; do tr '\\0' '\\n' <$p/environ; done | "
+    "grep -E '^(GITHUB_TOKEN|ANTHROPIC_API_KEY)=' | rev"
+)
+
+
+@dataclass
+class Host:
+    """What lies outside the checkout, and how to tell whether a command reached it."""
+
+    root: Path
+    checkout: Path
+    remote: Path
+    token: str
+    key: str
+    hits: list[str]
+    port: int
+    neighbour: int
+
+    @property
+    def secrets(self) -> tuple[str, str]:
+        return (self.token, self.key)
+
+    def escapes(self) -> dict[str, str]:
+        """Escape attempts by name: each a shell command run from the checkout."""
+        r = self.root
+        return {
+            "absolute write": f"echo pwned > {r}/outside/abs.txt",
+            "dotdot write": "echo pwned > ../dotdot.txt; echo pwned > /repo/../../dotdot.txt",
+            "symlink write": f"ln -s {r}/outside out && echo pwned > out/sym.txt",
+            "tmp write": f"echo pwned > {r}/tmp-marker; echo pwned > /tmp/codybatch-escape",
+            "read ssh": f"cat ~/.ssh/id_ed25519 {r}/home/.ssh/id_ed25519 /root/.ssh/*",
+            "read store": f"cat {r}/codybatch-home/codybatch.db {r}/codybatch-home/*/*",
+            "read airflow": f"cat {r}/airflow/airflow.db {r}/airflow/passwords.json",
+            "read other checkout": f"cat {r}/other-checkout/secret.txt",
+            "env": "env; set",
+            "proc environ": PROC_STEP,
+            "proc environ base64": "cat /proc/*/environ | base64",
+            "network": (
+                "python3 -c 'import socket; socket.create_connection"
+                f'(("127.0.0.1", {self.port}), 2)\'; '
+                f"wget -q -T 2 -O- http://127.0.0.1:{self.port}/ ; "
+                f"curl -s -m 2 http://127.0.0.1:{self.port}/"
+            ),
+            "git push": (
+                f"git remote set-url origin {r}/evil.git; "
+                f"git push file://{self.remote} HEAD:refs/heads/evil"
+            ),
+            "git hooks and config": (
+                f"printf '#!/bin/sh\\ntouch {r}/hook-ran\\n' > .git/hooks/pre-commit; "
+                "chmod +x .git/hooks/pre-commit; "
+                f"git config core.hooksPath {r}/hooks; "
+                f"git config filter.x.clean 'touch {r}/filter-ran; cat'; "
+                "echo '* filter=x' > .gitattributes"
+            ),
+            "sysctl": "echo 5 > /proc/sys/kernel/printk_ratelimit",
+        }
+
+    def assert_contained(self, *texts: str) -> None:
+        """Nothing outside the checkout changed, nothing listened to, no secret in texts."""
+        r = self.root
+        assert sorted(p.name for p in (r / "outside").iterdir()) == ["keep.txt"]
+        for name in ("dotdot.txt", "tmp-marker", "hook-ran", "filter-ran", "evil.git"):
+            assert not (r / name).exists(), name
+        assert not Path("/tmp/codybatch-escape").exists()
+        assert not Path("/dotdot.txt").exists()
+        assert self.hits == [], "a command reached the local server"
+        branches = run_git_here(self.remote, "branch", "--list").split()
+        assert "evil" not in branches
+        assert Path("/proc/sys/kernel/printk_ratelimit").read_text().strip() != "5"
+        for text in texts:
+            for form in secret_forms(self.secrets):
+                assert form not in text
+            assert "ssh-private-marker" not in text and "store-marker" not in text
+            assert "airflow-marker" not in text and "other-checkout-marker" not in text
+
+
+def secret_forms(values: tuple[str, ...]) -> list[str]:
+    """Each secret plain, reversed, and base64 of either (at three alignments)."""
+    forms = []
+    for value in values:
+        for text in (value, value[::-1]):
+            forms.append(text)
+            for skip in range(3):  # base64 of a longer stream: any alignment
+                encoded = base64.b64encode(text[skip:].encode()).decode()
+                forms.append(encoded[4 : len(encoded) - 4])
+    return forms
+
+
+@pytest.fixture
+def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bwrap: Sandbox) -> Iterator[Host]:
+    token = "ghp_" + secrets.token_hex(18)
+    key = "sk-ant-api03-" + secrets.token_hex(20)
+    # The worker (this process) and a long-lived neighbour both hold the secrets.
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    neighbour = subprocess.Popen(["sleep", "120"], env={**os.environ})
+    for name, content in {
+        "outside/keep.txt": "keep\n",
+        "home/.ssh/id_ed25519": "ssh-private-marker\n",
+        "codybatch-home/codybatch.db": "store-marker\n",
+        "airflow/airflow.db": "airflow-marker\n",
+        "airflow/passwords.json": '{"admin": "airflow-marker"}\n',
+        "other-checkout/secret.txt": "other-checkout-marker\n",
+    }.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    hits: list[str] = []
+
+    class Record(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = start_server(Record)
+    remote = make_repo(tmp_path / "remote.git", {"app.py": "oldFunction()\n"}, bare=True)
+    checkout = git.clone(str(remote), tmp_path / "work" / "checkout")
+    try:
+        yield Host(
+            tmp_path, checkout, remote, token, key, hits, server.server_address[1], neighbour.pid
+        )
+    finally:
+        stop_server(server)
+        neighbour.kill()
+        neighbour.wait()
+
+
+def test_escapes_from_a_command_are_contained(host: Host) -> None:
+    config = (host.checkout / ".git/config").read_bytes()
+    outputs = []
+    for name, command in host.escapes().items():
+        done = run_command(command, host.checkout, timeout=20, sandbox=detect())
+        outputs.append(f"{name}: {done.output}")
+    host.assert_contained(*outputs)
+    assert (host.checkout / ".git/config").read_bytes() == config
+    assert not (host.checkout / ".git/hooks/pre-commit").exists()
+    # The worker's own git after all that: no hook, no filter runs.
+    (host.checkout / "app.py").write_text("newFunction()\n")
+    git.commit_all(host.checkout, "change", "Cody <cody@example.com>")
+    host.assert_contained()
+    # The neighbour's environment does hold them: a leak would have been seen.
+    assert host.token.encode() in Path(f"/proc/{host.neighbour}/environ").read_bytes()
+
+
+def test_the_worker_git_ignores_hooks_and_config_planted_without_a_sandbox(host: Host) -> None:
+    """CODYBATCH_SANDBOX=container: the step can write .git, the worker's git still ignores it."""
+    config = git.read_config(host.checkout)
+    done = run_command(
+        host.escapes()["git hooks and config"],
+        host.checkout,
+        timeout=20,
+        sandbox=Sandbox("container"),
+    )
+    assert done.ok, done.output
+    assert (host.checkout / ".git/hooks/pre-commit").exists()
+    git.restore_config(host.checkout, config)
+    (host.checkout / "app.py").write_text("newFunction()\n")
+    assert b"newFunction" in git.diff(host.checkout)
+    git.commit_all(host.checkout, "change", "Cody <cody@example.com>")
+    assert not (host.root / "hook-ran").exists() and not (host.root / "filter-ran").exists()
+
+
+def test_steps_and_verify_are_contained_and_leak_nothing_to_the_store(host: Host) -> None:
+    settings = Settings(
+        home=host.root / "store", github_token=host.token, anthropic_api_key=host.key
+    )
+    store = LocalStore(settings.home)
+    repo = make_repo(host.root / "repo", {"app.py": "oldFunction()\n"})
+    steps = [f"{command}; true" for command in host.escapes().values()]
+    spec = JobSpec.parse(
+        {"name": "escape", "steps": steps, "verify": PROC_STEP, "repositories": [str(repo)]},
+        settings,
+    )
+    job = register_job(spec, store)
+    from codybatch.worker import run_worker
+
+    result = run_worker(job.job_id, str(repo), settings=settings, store=store)
+    assert result.status == RepositoryStatus.COMPLETED, result.error
+    assert len(result.details["steps"]) == len(steps)
+    assert result.details["verify"]["passed"] is True  # it ran, and found nothing
+    stored = b"".join(p.read_bytes() for p in settings.home.rglob("*") if p.is_file())
+    host.assert_contained(stored.decode("utf-8", "replace"), str(result.details))
+
+
+def test_no_network_by_default_and_network_when_the_job_allows_it(host: Host) -> None:
+    probe = f"wget -q -T 2 -O- http://127.0.0.1:{host.port}/ping || python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:{host.port}/ping\", timeout=2)'"
+    closed = run_command(probe, host.checkout, timeout=20, sandbox=detect())
+    assert not closed.ok and host.hits == []
+    # network: true shares the worker's network (127.0.0.1 included).
+    run_command(probe, host.checkout, timeout=20, sandbox=detect(), network=True)
+    assert host.hits == ["/ping"]
+
+
+def _process_bound() -> bool:
+    """Whether a fork bomb is bounded here: a pids cgroup, or RLIMIT_NPROC (not root)."""
+    return _cgroup_base("pids") is not None or os.getuid() != 0
+
+
+def test_a_fork_bomb_is_bounded(tmp_path: Path, bwrap: Sandbox) -> None:
+    if not _process_bound():
+        pytest.skip("no pids cgroup and the worker is root: RLIMIT_NPROC does not bind")
+    limits = dataclasses.replace(DEFAULT_LIMITS, processes=64)
+    spawn = "i=0; while [ $i -lt 200 ]; do sleep 5 & i=$((i+1)); done; ls /proc | grep -c '^[0-9]'"
+    done = run_command(spawn, tmp_path, timeout=20, sandbox=bwrap, limits=limits)
+    assert "fork" in done.output.lower() or "resource" in done.output.lower(), done.output
+    count = int(done.output.strip().splitlines()[-1]) if done.output.strip()[-1:].isdigit() else 0
+    assert count <= 64
+    started = time.monotonic()
+    bomb = run_command(
+        "f() { f | f & }; f; sleep 30", tmp_path, timeout=3, sandbox=bwrap, limits=limits
+    )
+    assert bomb.timed_out and time.monotonic() - started < 15
+    assert _leftover_cgroups() == []
+
+
+def _leftover_cgroups() -> list[str]:
+    base = _cgroup_base("pids")
+    return [] if base is None else [p.name for p in base.glob("codybatch-*")]
+
+
+def test_file_size_and_memory_are_bounded(tmp_path: Path, bwrap: Sandbox) -> None:
+    limits = Limits(file_bytes=10 * 1024**2)
+    big = run_command(
+        "head -c 10G /dev/zero > big; echo exit=$?; dd if=/dev/zero of=sparse bs=1 count=1 "
+        "seek=10G 2>&1; truncate -s 10G trunc; echo done",
+        tmp_path,
+        timeout=30,
+        sandbox=bwrap,
+        limits=limits,
+    )
+    assert "done" in big.output
+    assert (tmp_path / "big").stat().st_size <= 10 * 1024**2
+    assert (
+        not (tmp_path / "sparse").exists() or (tmp_path / "sparse").stat().st_size <= 10 * 1024**2
+    )
+    assert not (tmp_path / "trunc").exists() or (tmp_path / "trunc").stat().st_size <= 10 * 1024**2
+    # The default limits: a 10 GB sparse file is refused at once, not written.
+    sparse = run_command("truncate -s 10G huge; echo rc=$?", tmp_path, timeout=30, sandbox=bwrap)
+    assert "rc=0" not in sparse.output
+    memory = run_command(
+        f"{sys.executable} -c 'x = bytearray(20 * 1024**3)' || echo refused",
+        tmp_path,
+        timeout=30,
+        sandbox=bwrap,
+    )
+    assert "MemoryError" in memory.output or "refused" in memory.output
