@@ -17,7 +17,8 @@ import anthropic
 
 from codybatch.agent import prompts
 from codybatch.agent.client import make_client, request_model
-from codybatch.agent.context import build_first_message
+from codybatch.agent.commands import SHELL_TOOL, describe, shell_policy
+from codybatch.agent.context import Instructions, build_first_message
 from codybatch.agent.models import check_model, model_price, sent_effort
 from codybatch.agent.pricing import usage_of
 from codybatch.agent.tools import (
@@ -64,6 +65,8 @@ class AgentOutcome:
     error: str | None = None
     verify: dict[str, Any] | None = None
     price_known: bool = True  # False: costs are at the conservative rate (see the thread)
+    shell: dict[str, Any] | None = None  # whether run_command was offered, on what terms
+    instructions: dict[str, list[str]] | None = None  # the repository's files given to Claude
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -89,9 +92,11 @@ def run_agent(
     return _Session(Path(checkout), spec, settings, on_thread, client).run()
 
 
-def tool_definitions() -> list[dict[str, Any]]:
-    """The tools as sent, with the cache breakpoint closing the tool list."""
-    return [EDITOR_TOOL, SEARCH_TOOL, {**FINISH_TOOL, "cache_control": EPHEMERAL}]
+def tool_definitions(shell: bool = False) -> list[dict[str, Any]]:
+    """The tools as sent, with the cache breakpoint closing the tool list (the same for every
+    repository and turn of a job: `shell` is decided per job)."""
+    commands = [SHELL_TOOL] if shell else []
+    return [EDITOR_TOOL, SEARCH_TOOL, *commands, {**FINISH_TOOL, "cache_control": EPHEMERAL}]
 
 
 def system_blocks() -> list[dict[str, Any]]:
@@ -114,7 +119,9 @@ class _Session:
         self.price = model_price(settings, self.model)
         self.facts: dict[str, Any] | None = None
         self.effort: str | None = None
-        self.workspace = Workspace(checkout)
+        self.shell = shell_policy(spec, settings)
+        self.instructions = Instructions.at_root(checkout)
+        self.workspace = Workspace(checkout, self.shell, settings, self.instructions)
         self.started = time.monotonic()
         self.messages: list[dict[str, Any]] = []  # as sent, without cache markers
         self.pending: list[dict[str, Any]] = []  # content of the next user message
@@ -129,6 +136,8 @@ class _Session:
         self.max_output = self.next_max_tokens = MIN_OUTPUT_TOKENS
         self.cached_tokens = 0  # input tokens of the last request: a cached prefix next time
         self.notes: list[str] = []
+        if not self.shell.offered and spec.shell is not False:
+            self.notes.append(f"run_command was not offered: {self.shell.reason}")
 
     # -- the loop ---------------------------------------------------------
 
@@ -142,7 +151,13 @@ class _Session:
         else:
             try:
                 self.check_model()
-                first = build_first_message(self.checkout, self.spec.prompt, self.spec.verify)
+                first = build_first_message(
+                    self.checkout,
+                    self.spec.prompt,
+                    self.spec.verify,
+                    describe(self.shell),
+                    self.instructions,
+                )
                 self.pending = [_text(first)]
                 self.loop()
             except _Stop as raised:
@@ -260,7 +275,8 @@ class _Session:
     def estimate_new_tokens(self) -> int:
         """Tokens the next request adds to the cached prefix (about 3 characters a token)."""
         if not self.turns:
-            fixed = len(prompts.SYSTEM) + len(str(tool_definitions())) + EDITOR_SCHEMA_TOKENS * 3
+            tools = len(str(tool_definitions(self.shell.offered)))
+            fixed = len(prompts.SYSTEM) + tools + EDITOR_SCHEMA_TOKENS * 3
             return (fixed + len(str(self.pending))) // 3
         last = self.turns[-1]["response"]
         return last["usage"]["output_tokens"] + len(str(self.pending)) // 3
@@ -282,7 +298,7 @@ class _Session:
                 model=request_model(self.settings, self.model),
                 max_tokens=self.next_max_tokens,
                 system=system_blocks(),
-                tools=tool_definitions(),
+                tools=tool_definitions(self.shell.offered),
                 messages=self.request_messages(),
                 **extra,
             )
@@ -391,6 +407,8 @@ class _Session:
             error=redact_text(stop.error, secrets) if stop.error else None,
             verify=verify,
             price_known=self.price.known,
+            shell=self.shell.to_dict(),
+            instructions=self.instructions.to_dict(),
         )
 
     def thread(self, outcome: AgentOutcome | None) -> dict[str, Any]:
@@ -410,7 +428,9 @@ class _Session:
                 "max_minutes": spec.max_minutes,
             },
             "system": prompts.SYSTEM,
-            "tools": tool_definitions(),
+            "tools": tool_definitions(self.shell.offered),
+            "shell": self.shell.to_dict(),
+            "instructions": self.instructions.to_dict(),
             "turns": self.turns,
             "usage_total": self.usage.to_dict(),
             "verify_runs": self.verify_runs,

@@ -17,16 +17,23 @@ Tools:
 - str_replace_based_edit_tool: view files and directories, create files, replace text
   (old_str must match exactly once, whitespace included), insert lines.
 - search: regular-expression search over the repository's files, `path:line: text` hits.
+- run_command (when the job offers it; the first message says so and on what terms): run
+  a shell command in /repo, in a sandbox, a fresh process each time. Use it to run the
+  tests you touch, build, lint, run a codemod, or inspect with the repository's own tools.
+  Stay in /repo; do not push, commit, or change git remotes or config (the change is taken
+  from the files on disk); do not install anything globally or outside /repo. Prefer the
+  editor for edits you can make by hand.
 - finish: call it once, at the end, to say whether changes were necessary and to give a
   summary and a pull request title.
-There is no shell: you cannot run commands, tests or installers. If the job has a verify
-command, it is run for you after you call finish, and you will see its output if it fails.
+If the job has a verify command, it is run after you call finish and decides the outcome;
+you will see its output if it fails. With run_command you can run it yourself before.
 
 How to work:
 1. Read the task and the repository overview in the first message. Search and view to
    understand the relevant code before you edit: find every place the change must reach.
 2. Make the smallest change that fully does the task. Follow the conventions of the
-   surrounding code (style, naming, imports, formatting, tests). Do not reformat or
+   surrounding code and the repository's own instructions, when the first message gives
+   them (style, naming, imports, formatting, tests). Do not reformat or
    reorganise unrelated code, and do not add files the task does not need.
 3. If the repository already does what the task asks, or the task does not apply to it,
    change nothing and call finish with changes_necessary false, explaining why.
@@ -76,11 +83,19 @@ def first_message(
     overview: str,
     hits: str,
     verify: str | None,
+    shell: str = "",
+    instructions: str = "",
 ) -> str:
-    """The job's first user message: the task, the repository overview, search hits."""
-    parts = [f"<task>\n{prompt.strip()}\n</task>", f"<repository>\n{overview}\n</repository>"]
+    """The job's first user message: the task, the repository's instructions, the shell's
+    terms, the repository overview, search hits."""
+    parts = [f"<task>\n{prompt.strip()}\n</task>"]
+    if instructions:
+        parts.append(instructions)
+    parts.append(f"<repository>\n{overview}\n</repository>")
     if hits:
         parts.append(f"<search_hits>\n{hits}\n</search_hits>")
+    if shell:
+        parts.append(shell)
     if verify:
         parts.append(
             "After you call finish, this verify command runs in the repository; if it fails "

@@ -1,4 +1,5 @@
-"""The model's tools: Anthropic's text editor, a search over the checkout, and finish.
+"""The model's tools: Anthropic's text editor, a search over the checkout, run_command
+(see commands.py) and finish.
 
 Every file access is confined to the checkout: the resolved path (symlinks followed)
 must stay inside it and never enter `.git`. Only regular files are read or written;
@@ -18,9 +19,14 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from codybatch.agent.commands import SHELL, ShellPolicy, run_shell
+from codybatch.settings import Settings
 from codybatch.shell import clean_environment, truncate
+
+if TYPE_CHECKING:
+    from codybatch.agent.context import Instructions
 
 ROOT = "/repo"  # where the model sees the repository; the same for every repository
 EDITOR = "str_replace_based_edit_tool"
@@ -158,12 +164,19 @@ def _is_git(root: Path) -> bool:
 
 
 class Workspace:
-    """The checkout as the tools see it."""
+    """The checkout as the tools see it (with the job's shell, when it has one)."""
 
-    def __init__(self, checkout: Path):
+    def __init__(
+        self,
+        checkout: Path,
+        shell: ShellPolicy | None = None,
+        settings: Settings | None = None,
+        instructions: Instructions | None = None,
+    ):
         self.root = Path(checkout).resolve()
         self.files_created = 0
         self.bytes_added = 0
+        self.shell, self.settings, self.instructions = shell, settings, instructions
 
     # -- dispatch ---------------------------------------------------------
 
@@ -173,14 +186,33 @@ class Workspace:
             if not isinstance(tool_input, dict):
                 raise ToolError(f"the input of {name} must be a JSON object of parameters")
             if name == EDITOR:
-                return self.edit(tool_input)
+                return self.with_instructions(self.edit(tool_input), tool_input)
             if name == SEARCH:
                 return ToolResult(self.search(tool_input))
-            raise ToolError(f"there is no tool named {name!r}: use {EDITOR}, {SEARCH} or {FINISH}")
+            if name == SHELL and self.shell is not None and self.settings is not None:
+                text, is_error = run_shell(tool_input, self.root, self.shell, self.settings)
+                # A command may change files: counted as an edit, like the editor's.
+                return ToolResult(text, is_error=is_error, edited=not is_error)
+            tools = ", ".join([EDITOR, SEARCH, *([SHELL] if self.shell else []), FINISH])
+            raise ToolError(f"there is no tool named {name!r}: use {tools}")
         except ToolError as exc:
             return ToolResult(f"Error: {exc}", is_error=True)
         except Exception as exc:  # a tool failure is the model's to read, never the loop's
             return ToolResult(f"Error: {type(exc).__name__}: {exc}", is_error=True)
+
+    def with_instructions(self, result: ToolResult, tool_input: dict[str, Any]) -> ToolResult:
+        """The result, followed by the nearest instruction file above the path the first time
+        Claude works under a directory that has its own (AGENTS.md or CLAUDE.md)."""
+        if self.instructions is None or result.is_error:
+            return result
+        try:
+            path, _ = self.resolve(tool_input.get("path"))
+        except ToolError:
+            return result
+        extra = self.instructions.nearest(path)
+        if extra:
+            result.text = f"{result.text}\n\n{extra}"
+        return result
 
     def edit(self, tool_input: dict[str, Any]) -> ToolResult:
         command = tool_input.get("command")
