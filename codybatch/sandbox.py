@@ -55,7 +55,7 @@ class Limits:
     file_bytes: int = 2 * 1024**3  # the largest file a command may write
     address_space_bytes: int = 8 * 1024**3  # virtual memory of one process
     memory_bytes: int = 4 * 1024**3  # memory of all its processes, where a cgroup can be made
-    tmp_bytes: int = 1024**3  # the private /tmp lives in memory
+    tmp_bytes: int = 1024**3  # the private /tmp and HOME live in memory, each this large
 
 
 DEFAULT_LIMITS = Limits()
@@ -179,7 +179,8 @@ def bwrap_args(checkout: Path, *, network: bool, limits: Limits, bwrap: str = "b
     for path in PROC_READ_ONLY:
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
-    args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--dir", HOME]
+    size = str(limits.tmp_bytes)
+    args += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", HOME]
     checkout = checkout.resolve()
     args += ["--bind", str(checkout), INSIDE]
     git_dir = checkout / ".git"
@@ -190,7 +191,8 @@ def bwrap_args(checkout: Path, *, network: bool, limits: Limits, bwrap: str = "b
         for name in ("config", "hooks"):
             if (git_dir / name).exists() and not (git_dir / name).is_symlink():
                 args += ["--ro-bind", str(git_dir / name), f"{INSIDE}/.git/{name}"]
-    args += ["--chdir", INSIDE]
+    # The sandbox's own root (a tmpfs holding the mount points) takes no files.
+    args += ["--remount-ro", "/", "--chdir", INSIDE]
     return args
 
 

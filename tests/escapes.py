@@ -84,6 +84,7 @@ class Host:
                 "echo '* filter=x' > .gitattributes"
             ),
             "sysctl": "echo 5 > /proc/sys/kernel/printk_ratelimit",
+            "sandbox root": "head -c 100M /dev/zero > /filler; ls -la /filler",
         }
 
     def assert_contained(self, *texts: str) -> None:

@@ -32,6 +32,7 @@ def test_escapes_from_a_command_are_contained(host: Host) -> None:
         done = run_command(command, host.checkout, timeout=20, sandbox=detect())
         outputs.append(f"{name}: {done.output}")
     host.assert_contained(*outputs)
+    assert "/filler: Read-only file system" in outputs[-1]  # no memory filled through /
     assert (host.checkout / ".git/config").read_bytes() == config
     assert not (host.checkout / ".git/hooks/pre-commit").exists()
     # The worker's own git after all that: no hook, no filter runs.
