@@ -113,7 +113,13 @@ def run_command(
     Output (stdout+stderr) is kept bounded; the command sees only the allowlisted
     environment plus the `passthrough` names, no TTY and no standard input."""
     sandbox.require()
-    env = {**clean_environment(passthrough=passthrough), "PAGER": "cat", "GIT_PAGER": "cat"}
+    env = {
+        **clean_environment(passthrough=passthrough),
+        "PAGER": "cat",
+        "GIT_PAGER": "cat",
+        # No __pycache__ in the change, and no stale one hiding an edit made the same second.
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     start = time.monotonic()
     if sandbox.kind == "container":
         return _run(["/bin/sh", "-c", command], cwd, env, command, timeout, output_limit, start)

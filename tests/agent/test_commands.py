@@ -57,7 +57,8 @@ def test_claude_runs_the_tests_fixes_the_failure_and_runs_them_again(
         reply(finish(True, "Fixed add; the tests pass.", "Fix add")),
     )
     outcome = agent(project, "Make the tests pass.", verify="python3 -m unittest -q").outcome
-    assert outcome.stop_reason == "finished" and outcome.verify["passed"] is True
+    assert outcome.stop_reason == "finished", outcome.error
+    assert outcome.verify["passed"] is True
     assert (project / "calc.py").read_text() == CALC.replace("a - b", "a + b")
 
     first, second = results(api.answered[1])[0], results(api.answered[3])[0]
