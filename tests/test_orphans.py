@@ -33,12 +33,14 @@ def test_remove_dead_takes_only_dead_workers_directories(tmp_path: Path) -> None
 
 
 def test_a_worker_directory_records_the_groups_of_its_commands(tmp_path: Path) -> None:
+    from codybatch.sandbox import Sandbox
     from codybatch.shell import run_command
 
     tmp = orphans.work_dir()
     try:
         assert orphans._OWNED.match(tmp.name)
-        done = run_command("echo $$", tmp, timeout=10)
+        # Outside bubblewrap, so $$ is a pid of this machine (inside, the sandbox's own).
+        done = run_command("echo $$", tmp, timeout=10, sandbox=Sandbox("container"))
         pgid, _start = (tmp / orphans.GROUPS_FILE).read_text().split()
         assert int(pgid) == int(done.output.strip())  # the shell leads its own group
         assert tmp not in orphans.remove_dead(tmp.parent)  # its owner is alive
