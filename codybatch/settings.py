@@ -56,6 +56,7 @@ class Settings:
     pool: str = "codybatch"
     campaigns_dir: str = ""
     tracking_schedule: str = "@hourly"
+    approval_timeout_hours: float = 72.0  # no answer by then: nothing is published
     step_env: tuple[str, ...] = ()  # extra variables steps and verify may see
     sandbox: str = "auto"  # auto: bubblewrap; container: the container is the boundary
 
@@ -109,4 +110,7 @@ class Settings:
             tracking_schedule=_first(env, "CODYBATCH_TRACKING_SCHEDULE", default="@hourly"),
             step_env=_patterns(_first(env, "CODYBATCH_STEP_ENV")),
             sandbox=_first(env, "CODYBATCH_SANDBOX", default="auto").lower(),
+            approval_timeout_hours=float(
+                _first(env, "CODYBATCH_APPROVAL_TIMEOUT_HOURS", default="72")
+            ),
         )

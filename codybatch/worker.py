@@ -147,7 +147,8 @@ class _Work:
         if self.result.status == RepositoryStatus.FAILED:
             return
         self.result.status = RepositoryStatus.COMPLETED
-        if spec.create_pull_requests and remote is not None:
+        # With review_before_publish the job's approval step publishes what a person approves.
+        if spec.create_pull_requests and remote is not None and not spec.review_before_publish:
             from codybatch.publish import publish_changes
 
             git.restore_config(checkout, self.git_config)

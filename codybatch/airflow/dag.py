@@ -1,4 +1,4 @@
-"""The job DAG factory: validate -> register -> process (mapped) -> finalize."""
+"""The job DAG factory: validate -> register -> process (mapped) -> [approval] -> finalize."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from airflow.sdk import (
 from airflow.sdk.exceptions import AirflowFailException
 
 from codybatch import orphans
+from codybatch.airflow.approval import approval_task, publish_approved, request_approval
 from codybatch.airflow.params import job_params, spec_input
 from codybatch.airflow.runend import on_run_end
 from codybatch.cli import EXIT_RECORDED_FAILURE
@@ -227,6 +228,10 @@ def build_job_dag(
                 map_index_template="{{ task.op_kwargs['repository'] }}",
                 **PROCESS_RETRIES,
             ).expand_kwargs(items)
+        requests = request_approval(items)
+        answers = approval_task(requests, settings)
+        published = publish_approved(answers.output, items)
         done = finalize(items)
-        processed >> done
+        processed >> requests
+        [processed, published] >> done
     return dag

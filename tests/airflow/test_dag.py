@@ -50,7 +50,15 @@ def test_dags_folder_imports_cleanly(airflow_home: Path, codybatch_home: Path) -
     assert tracking.timetable.expression == "0 * * * *"
     dag = bag.get_dag("codybatch_job")
     assert dag is not None
-    assert {t.task_id for t in dag.tasks} == {"validate", "register", "process", "finalize"}
+    assert {t.task_id for t in dag.tasks} == {
+        "validate",
+        "register",
+        "process",
+        "request_approval",
+        "approval",
+        "publish_approved",
+        "finalize",
+    }
     params = dag.params.dump()
     assert {"name", "prompt", "repositories", "create_pull_requests", "steps"} <= set(params)
 
