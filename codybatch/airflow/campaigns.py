@@ -1,12 +1,21 @@
-"""Campaigns: a job spec in include/campaigns/*.yaml that comes back on a schedule.
+"""Campaigns: a change for a fleet of repositories, launched as paced jobs of five.
 
-Each campaign becomes its own DAG file (a generated stub under dags/campaigns/), so an
-invalid campaign is an import error of that file alone and never hides the others.
+A campaign file (include/campaigns/*.yaml) holds a job's fields plus `schedule`, its targets
+(`repositories`, any number, and/or `select`), `rollout` and `budget`. Each file becomes its
+own DAG file (a generated stub under dags/campaigns/), so an invalid campaign is an import
+error of that file alone and never hides the others. A campaign run resolves the fleet,
+plans the repositories that still need work and launches them as ordinary codybatch_job
+runs of at most five repositories each (see codybatch.airflow.launch for the pacing).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -14,12 +23,17 @@ from typing import Any
 
 import yaml
 
+from codybatch.rollout import Rollout, parse_rollout
+from codybatch.selection import Selector, parse_selector, select_repositories
 from codybatch.settings import Settings
-from codybatch.spec import JobSpec, SpecError
+from codybatch.spec import MAX_REPOSITORIES, FieldError, JobSpec, SpecError, parse_repository
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_PREFIX = "codybatch_campaign__"
-CAMPAIGN_FIELDS = {"schedule", "start_date", "enabled"}
+CAMPAIGN_FIELDS = {"schedule", "start_date", "enabled", "select", "rollout", "budget"}
+SELECTION_CACHE = 600  # seconds a parse-time selection is reused (the DAG file is re-parsed often)
 PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 STUB = """\
 # Generated from {yaml}: edit the YAML, not this file (Cody Batch rewrites it).
@@ -50,11 +64,22 @@ class Campaign:
     schedule: str
     start_date: datetime
     enabled: bool
-    spec: JobSpec
+    job: dict[str, Any]  # the job's fields, without repositories
+    repositories: tuple[str, ...]  # listed targets (keys), any number
+    selector: Selector | None
+    rollout: Rollout
+    spec: JobSpec  # the job's fields as parsed for its first job (a representative)
 
     @property
     def dag_id(self) -> str:
         return DAG_PREFIX + self.name
+
+    def job_spec(self, repositories: list[str]) -> dict[str, Any]:
+        """The conf of one job of this campaign: its fields, these repositories."""
+        return {**self.job, "repositories": list(repositories), "campaign": self.name}
+
+    def error(self, message: str) -> CampaignError:
+        return CampaignError(f"campaign file {self.path}: {message}")
 
 
 def campaigns_dir(settings: Settings | None = None) -> Path:
@@ -81,8 +106,14 @@ def campaign_name(path: Path) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_")
 
 
-def load_campaign(path: Path, settings: Settings | None = None) -> Campaign:
-    """Read and validate a campaign file; CampaignError names the file and every bad field."""
+def load_campaign(
+    path: Path, settings: Settings | None = None, resolve_selection: bool = False
+) -> Campaign:
+    """Read and validate a campaign file; CampaignError names the file and every bad field.
+
+    With `resolve_selection`, a selector is also asked (cached for a few minutes) and one
+    that selects nothing is an error too."""
+    settings = settings or Settings.from_env()
     name = campaign_name(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -117,44 +148,164 @@ def load_campaign(path: Path, settings: Settings | None = None) -> Campaign:
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
         errors.append("enabled: must be true or false")
+    field_errors: list[FieldError] = []
+    selector = parse_selector(data.get("select"), field_errors)
     job = {k: v for k, v in data.items() if k not in CAMPAIGN_FIELDS}
-    job["campaign"] = name
-    home = str((settings or Settings.from_env()).home)
-    if isinstance(job.get("repositories"), list):
+    raw_repositories = job.pop("repositories", None)
+    job.pop("campaign", None)
+    home = str(settings.home)
+    if isinstance(raw_repositories, str):
+        raw_repositories = [r for r in re.split(r"[\n,]", raw_repositories) if r.strip()]
+    if isinstance(raw_repositories, list):
         # Lets a campaign name repositories under the local store's home portably.
-        job["repositories"] = [
+        raw_repositories = [
             r.replace("${CODYBATCH_HOME}", home) if isinstance(r, str) else r
-            for r in job["repositories"]
+            for r in raw_repositories
         ]
-    spec = None
-    try:
-        spec = JobSpec.parse(job, settings)
-    except SpecError as exc:
-        errors.extend(str(e) for e in exc.errors)
+    elif raw_repositories is not None:
+        field_errors.append(FieldError("repositories", "must be a list of repositories"))
+        raw_repositories = []
+    if not raw_repositories and selector is None:
+        field_errors.append(
+            FieldError("repositories", "is required unless select is given: list repositories")
+        )
+    repositories, spec = _parse_targets(job, raw_repositories or [], name, settings, field_errors)
+    rollout = parse_rollout(
+        data.get("rollout"), data.get("budget"), spec.max_usd if spec else 2.0, field_errors
+    )
+    if (
+        selector is not None
+        and resolve_selection
+        and not field_errors
+        and not _cached_selection(selector, settings)
+    ):
+        query = selector.query() or f"the repositories of org {selector.org}"
+        field_errors.append(
+            FieldError(
+                "select",
+                f"selects no repository the allowlist allows ({query}): widen the selector "
+                "or the allowlist",
+            )
+        )
+    errors.extend(str(e) for e in field_errors)
     if errors:
         raise CampaignError(
             f"campaign file {path} is invalid:\n" + "\n".join(f"  - {e}" for e in errors)
         )
     assert spec is not None and isinstance(start, datetime)
-    return Campaign(name, path, schedule, start, enabled, spec)
+    return Campaign(
+        name, path, schedule, start, enabled, job, tuple(repositories), selector, rollout, spec
+    )
+
+
+def _parse_targets(
+    job: dict[str, Any],
+    raw: list[Any],
+    name: str,
+    settings: Settings,
+    errors: list[FieldError],
+) -> tuple[list[str], JobSpec | None]:
+    """Check the listed repositories five at a time through the job model (every check of a
+    job's repositories applies), and the job's fields once."""
+    keys: list[str] = []
+    seen: dict[str, int] = {}
+    spec = None
+    chunks = [raw[i : i + MAX_REPOSITORIES] for i in range(0, len(raw), MAX_REPOSITORIES)]
+    reported: set[str] = set()
+    for number, chunk in enumerate(chunks or [[]]):
+        offset = number * MAX_REPOSITORIES
+        data = {**job, "campaign": name, "repositories": chunk or ["github.com/example/example"]}
+        check = settings if chunk else dataclasses.replace(settings, allowed_repositories=())
+        try:
+            parsed = JobSpec.parse(data, check)
+            spec = spec or parsed
+        except SpecError as exc:
+            for error in exc.errors:
+                field_name = error.field
+                match = re.match(r"repositories\[(\d+)\]", field_name)
+                if match:
+                    field_name = f"repositories[{offset + int(match.group(1))}]"
+                elif field_name == "repositories" and not chunk:
+                    continue
+                text = str(FieldError(field_name, error.message))
+                if text not in reported:
+                    reported.add(text)
+                    errors.append(FieldError(field_name, error.message))
+        for i, item in enumerate(chunk):
+            if not isinstance(item, str):
+                continue
+            try:
+                key = parse_repository(item).key
+            except ValueError:
+                continue
+            if key in seen:
+                errors.append(
+                    FieldError(
+                        f"repositories[{offset + i}]",
+                        f"{item!r} is listed already (repositories[{seen[key]}]): list it once",
+                    )
+                )
+                continue
+            seen[key] = offset + i
+            keys.append(key)
+    return keys, spec
+
+
+def _cached_selection(selector: Selector, settings: Settings) -> list[str] | None:
+    """The selection's keys, reused for a few minutes (parsing happens every 30 s or so);
+    None when GitHub cannot be asked now (the run asks again and fails clearly then)."""
+    token = json.dumps([selector.to_dict(), settings.allowed_repositories, settings.github_api_url])
+    digest = hashlib.sha256(token.encode()).hexdigest()[:16]
+    path = Path(settings.home) / "cache" / f"selection-{digest}.json"
+    try:
+        if time.time() - path.stat().st_mtime < SELECTION_CACHE:
+            return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    try:
+        keys = [t.key for t in select_repositories(selector, settings).targets]
+    except Exception as exc:  # an unreachable GitHub is not a bad file
+        log.warning("could not check the campaign's selector now: %s", exc)
+        return ["unknown"]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(keys))
+    except OSError:
+        pass
+    return keys
+
+
+def resolve_targets(campaign: Campaign, settings: Settings) -> dict[str, str | None]:
+    """This run's targets: listed plus selected repositories, key -> None (in) or why it
+    leaves (archived, no longer allowed). Raises CampaignError when nothing is selected."""
+    from codybatch.spec import is_allowed
+
+    targets: dict[str, str | None] = {}
+    for key in campaign.repositories:
+        allowed = is_allowed(parse_repository(key), settings.allowed_repositories)
+        targets[key] = None if allowed else "not in the allowlist any more"
+    if campaign.selector is not None:
+        try:
+            selection = select_repositories(campaign.selector, settings)
+        except Exception as exc:
+            raise campaign.error(f"select: {exc}") from None
+        for target in selection.targets:
+            targets.setdefault(target.key, "archived" if target.archived else None)
+        if not selection.targets and not campaign.repositories:
+            raise campaign.error(
+                "select: selects no repository the allowlist allows: widen the selector"
+            )
+    return targets
 
 
 def campaign_dag(file_name: str) -> Any:
     """The DAG of one campaign file (None when disabled); raises CampaignError when invalid."""
-    from codybatch.airflow.dag import build_job_dag
+    from codybatch.airflow.launch import build_campaign_dag
 
-    campaign = load_campaign(campaigns_dir() / file_name)
+    campaign = load_campaign(campaigns_dir() / file_name, resolve_selection=True)
     if not campaign.enabled:
         return None
-    return build_job_dag(
-        dag_id=campaign.dag_id,
-        schedule=campaign.schedule,
-        start_date=campaign.start_date,
-        defaults=campaign.spec.to_dict(),
-        tags=["codybatch", "campaign"],
-        max_active_runs=1,  # runs of a campaign share its branch: never two at once
-        description=f"Campaign {campaign.spec.name}: {campaign.path.name}",
-    )
+    return build_campaign_dag(campaign, file_name)
 
 
 def sync_campaign_stubs(source: Path | None = None, target: Path | None = None) -> list[Path]:

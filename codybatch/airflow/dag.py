@@ -90,9 +90,9 @@ def validate() -> dict[str, Any]:
     try:
         if dag_id.startswith(DAG_PREFIX):
             data["campaign"] = dag_id.removeprefix(DAG_PREFIX)
-        elif "campaign" in data:
+        elif "campaign" in data and not _launched_by_campaign(data, context["dag_run"].run_id):
             raise SpecError(
-                [FieldError("campaign", "is set by a campaign's own DAG only: remove it")]
+                [FieldError("campaign", "is set by a campaign's own runs only: remove it")]
             )
         spec = JobSpec.parse(data)
         # The model's facts: a retired model, a bad effort or no key fails here, not per clone.
@@ -103,6 +103,20 @@ def validate() -> dict[str, Any]:
         log.warning("%s", warning)
     context["ti"].xcom_push(key=WARNINGS_KEY, value=warnings)
     return spec.to_dict()
+
+
+def _launched_by_campaign(data: dict[str, Any], run_id: str) -> bool:
+    """A campaign's launcher recorded this very run for these repositories in the store."""
+    from codybatch.fleet import launched_by_campaign
+    from codybatch.store import open_store
+
+    campaign, repositories = data.get("campaign"), data.get("repositories")
+    if not isinstance(campaign, str) or not isinstance(repositories, list):
+        return False
+    try:
+        return launched_by_campaign(open_store(), campaign, run_id, repositories)
+    except ValueError:  # a malformed repository: the spec's own errors say which
+        return False
 
 
 @task(retries=2)
@@ -182,6 +196,10 @@ def finalize(items: list[dict[str, str]] | None = None) -> str:
         terminate_batch_jobs(job_id)
     job = finalize_job(store, job_id)
     log.info("job %s: %s", job_id, job.status)
+    if job.spec.get("campaign"):
+        from codybatch.fleet import record_job
+
+        record_job(store, job, store.list_results(job_id))  # the campaign's fleet view
     if job.status in (JobStatus.FAILED, JobStatus.PARTIAL):
         raise AirflowFailException(f"job {job_id} {job.status.value}: {job.error}")
     return job.status.value

@@ -20,12 +20,16 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from codybatch.fleet_records import ErrorClass, FleetCounts, FleetEntry, FleetStatus
 from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus, Usage, utcnow
 from codybatch.settings import Settings
 from codybatch.store.base import NotFoundError, StaleWriteError, Store, StoreError
 
 JOBS_STATUS_INDEX = "status-createdAt-index"
 REPOSITORIES_STATUS_INDEX = "status-index"
+# Fleet entries live in the repositories table under jobId "fleet#<campaign>"; this sparse
+# index answers "the campaign's repositories of one status" (fleetKey = campaign#STATUS).
+FLEET_INDEX = "fleet-status-index"
 # DynamoDB items stop at 400 KB; above this a patch goes to S3 (the record needs room too).
 INLINE_PATCH_LIMIT = 300 * 1024
 _UNKNOWN_POSITION = 1_000_000  # results of repositories not listed in the job sort last
@@ -252,6 +256,129 @@ class AwsStore(Store):
         result.updated_at = updated_at
         return result
 
+    # campaigns
+
+    def put_fleet(self, entries: Iterable[FleetEntry]) -> None:
+        for entry in entries:
+            item = {
+                "jobId": _fleet_partition(entry.campaign),
+                "repositoryName": entry.repository,
+                "fleetKey": f"{entry.campaign}#{FleetStatus(entry.status).value}",
+                "member": entry.member,
+                "entry": json.dumps(entry.to_dict()),
+            }
+            if entry.error_class:
+                item["errorClass"] = entry.error_class.value
+            self.dynamodb.put_item(TableName=self.repositories_table, Item=_serialize(item))
+
+    def get_fleet(self, campaign: str, repository: str) -> FleetEntry | None:
+        response = self.dynamodb.get_item(
+            TableName=self.repositories_table,
+            Key=_serialize(_result_key(_fleet_partition(campaign), repository)),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return FleetEntry.from_dict(json.loads(item["entry"]["S"])) if item else None
+
+    def fleet_page(
+        self,
+        campaign: str,
+        status: FleetStatus | None = None,
+        error_class: ErrorClass | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        members_only: bool = False,
+    ) -> list[FleetEntry]:
+        values: dict[str, Any] = {}
+        if status:
+            query: dict[str, Any] = {
+                "IndexName": FLEET_INDEX,
+                "KeyConditionExpression": "fleetKey = :k",
+            }
+            values[":k"] = f"{campaign}#{FleetStatus(status).value}"
+        else:
+            query = {"KeyConditionExpression": "jobId = :k", "ConsistentRead": True}
+            values[":k"] = _fleet_partition(campaign)
+        filters = []
+        if error_class:
+            filters.append("errorClass = :e")
+            values[":e"] = ErrorClass(error_class).value
+        if members_only:
+            filters.append("#member = :m")
+            values[":m"] = True
+            query["ExpressionAttributeNames"] = {"#member": "member"}  # a reserved word
+        if filters:
+            query["FilterExpression"] = " AND ".join(filters)
+        if after is not None:
+            query["KeyConditionExpression"] += " AND repositoryName > :after"
+            values[":after"] = after
+        request = {
+            "TableName": self.repositories_table,
+            "ExpressionAttributeValues": _serialize(values),
+            **query,
+        }
+        entries: list[FleetEntry] = []
+        # A filter applies after each page is read: read on until the page is full.
+        for page in self.dynamodb.get_paginator("query").paginate(
+            **request, PaginationConfig={"PageSize": max(limit, 25)}
+        ):
+            entries.extend(FleetEntry.from_dict(json.loads(i["entry"]["S"])) for i in page["Items"])
+            if len(entries) >= limit:
+                break
+        return entries[:limit]
+
+    def fleet_counts(self, campaign: str) -> FleetCounts:
+        counts = FleetCounts()
+        for entry in self.fleet(campaign):  # one query of the campaign's partition
+            counts.usd = round(counts.usd + entry.total_usd, 6)
+            if not entry.member:
+                counts.left += 1
+                continue
+            counts.members += 1
+            status = FleetStatus(entry.status).value
+            counts.by_status[status] = counts.by_status.get(status, 0) + 1
+            if entry.error_class:
+                error = entry.error_class.value
+                counts.by_error[error] = counts.by_error.get(error, 0) + 1
+            counts.prs_open += entry.pr_state == "open"
+            counts.prs_merged += entry.pr_state == "merged"
+        return counts
+
+    def get_campaign_state(self, campaign: str) -> tuple[dict[str, Any], int]:
+        response = self.dynamodb.get_item(
+            TableName=self.repositories_table,
+            Key=_serialize(_result_key(_state_partition(campaign), "#state")),
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if not item:
+            return {}, 0
+        return json.loads(item["state"]["S"]), int(item["revision"]["N"])
+
+    def put_campaign_state(self, campaign: str, state: dict[str, Any], revision: int) -> int:
+        item = {
+            **_result_key(_state_partition(campaign), "#state"),
+            "revision": revision + 1,
+            "state": json.dumps(state),
+        }
+        condition = "revision = :expected"
+        if revision == 0:
+            condition = "attribute_not_exists(revision) OR " + condition
+        try:
+            self.dynamodb.put_item(
+                TableName=self.repositories_table,
+                Item=_serialize(item),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=_serialize({":expected": revision}),
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+            raise StaleWriteError(
+                f"campaign {campaign}'s state was written by someone else (expected {revision})"
+            ) from error
+        return revision + 1
+
     # patches and threads
 
     def _key(self, job_id: str, repository: str, name: str) -> str:
@@ -454,14 +581,21 @@ def table_definitions(jobs_table: str, repositories_table: str) -> list[dict[str
         {
             "TableName": repositories_table,
             "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": string("jobId", "repositoryName", "status", "updatedAt"),
+            "AttributeDefinitions": string(
+                "jobId", "repositoryName", "status", "updatedAt", "fleetKey"
+            ),
             "KeySchema": key("jobId", "repositoryName"),
             "GlobalSecondaryIndexes": [
                 {
                     "IndexName": REPOSITORIES_STATUS_INDEX,
                     "KeySchema": key("status", "updatedAt"),
                     "Projection": {"ProjectionType": "ALL"},
-                }
+                },
+                {
+                    "IndexName": FLEET_INDEX,
+                    "KeySchema": key("fleetKey", "repositoryName"),
+                    "Projection": {"ProjectionType": "ALL"},
+                },
             ],
         },
     ]
@@ -513,6 +647,14 @@ def _job_item(job: Job) -> dict[str, Any]:
 
 def _result_item(result: RepositoryResult, drop_none: bool = True) -> dict[str, Any]:
     return _item(result, drop_none)
+
+
+def _fleet_partition(campaign: str) -> str:
+    return f"fleet#{campaign}"
+
+
+def _state_partition(campaign: str) -> str:
+    return f"campaign#{campaign}"
 
 
 def _result_key(job_id: str, repository: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from codybatch.fleet_records import ErrorClass, FleetCounts, FleetEntry, FleetStatus
 from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus
 
 
@@ -81,3 +82,49 @@ class Store(ABC):
     @abstractmethod
     def purge_expired(self, now: datetime | None = None) -> int:
         """Delete jobs, results, patches and threads past expires_at; return jobs deleted."""
+
+    # campaigns: one fleet entry per (campaign, repository), and one small pacing record
+
+    @abstractmethod
+    def put_fleet(self, entries: Iterable[FleetEntry]) -> None:
+        """Write fleet entries (insert or replace each)."""
+
+    @abstractmethod
+    def get_fleet(self, campaign: str, repository: str) -> FleetEntry | None: ...
+
+    @abstractmethod
+    def fleet_page(
+        self,
+        campaign: str,
+        status: FleetStatus | None = None,
+        error_class: ErrorClass | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        members_only: bool = False,
+    ) -> list[FleetEntry]:
+        """Entries of a campaign by repository name, after `after` (keyset pagination),
+        optionally of one status or error class, answered by an index."""
+
+    def fleet(self, campaign: str) -> list[FleetEntry]:
+        """Every entry of a campaign (members and those that left), page by page."""
+        entries: list[FleetEntry] = []
+        while True:
+            page = self.fleet_page(
+                campaign, after=entries[-1].repository if entries else None, limit=500
+            )
+            entries.extend(page)
+            if len(page) < 500:
+                return entries
+
+    @abstractmethod
+    def fleet_counts(self, campaign: str) -> FleetCounts:
+        """The campaign's roll-up: members by status and error class, PRs, cost."""
+
+    @abstractmethod
+    def get_campaign_state(self, campaign: str) -> tuple[dict[str, Any], int]:
+        """The campaign's pacing record and its revision (0 when none was written)."""
+
+    @abstractmethod
+    def put_campaign_state(self, campaign: str, state: dict[str, Any], revision: int) -> int:
+        """Write the pacing record if its revision is still `revision`; return the new one.
+        Raise StaleWriteError when someone wrote it meanwhile."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from codybatch.fleet_records import ErrorClass, FleetCounts, FleetEntry, FleetStatus
 from codybatch.records import (
     Job,
     JobStatus,
@@ -43,6 +44,24 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (job_id, repository)
 );
 CREATE INDEX IF NOT EXISTS results_status ON results (status);
+CREATE TABLE IF NOT EXISTS fleet (
+    campaign TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error_class TEXT,
+    member INTEGER NOT NULL,
+    pr_state TEXT,
+    usd REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (campaign, repository)
+);
+CREATE INDEX IF NOT EXISTS fleet_status ON fleet (campaign, status, repository);
+CREATE INDEX IF NOT EXISTS fleet_error ON fleet (campaign, error_class, repository);
+CREATE TABLE IF NOT EXISTS campaign_state (
+    campaign TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
 """
 
 
@@ -206,6 +225,103 @@ class LocalStore(Store):
                 ),
             )
         return result
+
+    # campaigns
+
+    def put_fleet(self, entries: Iterable[FleetEntry]) -> None:
+        rows = [
+            (
+                e.campaign,
+                e.repository,
+                FleetStatus(e.status).value,
+                e.error_class.value if e.error_class else None,
+                int(e.member),
+                e.pr_state,
+                e.total_usd,
+                json.dumps(e.to_dict()),
+            )
+            for e in entries
+        ]
+        with self._connect(write=True) as db:
+            db.executemany("INSERT OR REPLACE INTO fleet VALUES (?,?,?,?,?,?,?,?)", rows)
+
+    def get_fleet(self, campaign: str, repository: str) -> FleetEntry | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT data FROM fleet WHERE campaign=? AND repository=?", (campaign, repository)
+            ).fetchone()
+        return FleetEntry.from_dict(json.loads(row[0])) if row else None
+
+    def fleet_page(
+        self,
+        campaign: str,
+        status: FleetStatus | None = None,
+        error_class: ErrorClass | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        members_only: bool = False,
+    ) -> list[FleetEntry]:
+        query = "SELECT data FROM fleet WHERE campaign=?"
+        args: list[Any] = [campaign]
+        if status:
+            query += " AND status=?"
+            args.append(FleetStatus(status).value)
+        if error_class:
+            query += " AND error_class=?"
+            args.append(ErrorClass(error_class).value)
+        if members_only:
+            query += " AND member=1"
+        if after is not None:
+            query += " AND repository>?"
+            args.append(after)
+        query += " ORDER BY repository LIMIT ?"
+        with self._connect() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [FleetEntry.from_dict(json.loads(r[0])) for r in rows]
+
+    def fleet_counts(self, campaign: str) -> FleetCounts:
+        counts = FleetCounts()
+        with self._connect() as db:
+            for member, status, error, pr_state, number, usd in db.execute(
+                "SELECT member, status, error_class, pr_state, COUNT(*), SUM(usd) FROM fleet "
+                "WHERE campaign=? GROUP BY member, status, error_class, pr_state",
+                (campaign,),
+            ):
+                counts.usd = round(counts.usd + (usd or 0.0), 6)
+                if not member:
+                    counts.left += number
+                    continue
+                counts.members += number
+                counts.by_status[status] = counts.by_status.get(status, 0) + number
+                if error:
+                    counts.by_error[error] = counts.by_error.get(error, 0) + number
+                counts.prs_open += number if pr_state == "open" else 0
+                counts.prs_merged += number if pr_state == "merged" else 0
+        return counts
+
+    def get_campaign_state(self, campaign: str) -> tuple[dict[str, Any], int]:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT data, revision FROM campaign_state WHERE campaign=?", (campaign,)
+            ).fetchone()
+        return (json.loads(row[0]), row[1]) if row else ({}, 0)
+
+    def put_campaign_state(self, campaign: str, state: dict[str, Any], revision: int) -> int:
+        with self._connect(write=True) as db:
+            row = db.execute(
+                "SELECT revision FROM campaign_state WHERE campaign=?", (campaign,)
+            ).fetchone()
+            stored = row[0] if row else 0
+            if stored != revision:
+                raise StaleWriteError(
+                    f"campaign {campaign}'s state was written by someone else "
+                    f"(revision {stored}, expected {revision})"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO campaign_state VALUES (?,?,?)",
+                (campaign, revision + 1, json.dumps(state)),
+            )
+        return revision + 1
 
     # files
 

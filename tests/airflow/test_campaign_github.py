@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from codybatch.airflow.campaigns import sync_campaign_stubs
+from codybatch.fleet_records import FleetStatus
 from codybatch.records import RepositoryStatus, job_id_for_run
 from codybatch.store.local import LocalStore
 from codybatch.tracking import track_pull_requests
+from tests.airflow.jobruns import job_runs, run_job
 from tests.fakes.github_server import FakeGitHub, fake_github
 
 __all__ = ["fake_github"]
@@ -43,7 +45,8 @@ def campaign_dag(
     fake_github.create_repo("acme/docs", {"index.md": "# docs\n"})
     folder = tmp_path / "dags"
     folder.mkdir()
-    (folder / "codybatch_campaigns.py").symlink_to(ROOT / "dags/codybatch_campaigns.py")
+    for dag_file in ("codybatch_campaigns.py", "codybatch_job.py"):
+        (folder / dag_file).symlink_to(ROOT / "dags" / dag_file)
     (tmp_path / "campaigns").mkdir()
     (tmp_path / "campaigns" / "retire.yaml").write_text(CAMPAIGN)
     monkeypatch.setenv("CODYBATCH_CAMPAIGNS_DIR", str(tmp_path / "campaigns"))
@@ -56,12 +59,26 @@ def campaign_dag(
 
 
 def _run(dag, codybatch_home: Path) -> dict[str, object]:
+    """One campaign run, then the job runs it launched; the results of those jobs by repo."""
     from datetime import UTC, datetime
 
-    run = dag.test(logical_date=datetime.now(UTC))
+    before = {r.run_id for r in job_runs()}
+    dag.test(logical_date=datetime.now(UTC))
     store = LocalStore(codybatch_home)
-    job_id = job_id_for_run(dag.dag_id, run.run_id)
-    return {r.repository.split("/", 1)[1]: r for r in store.list_results(job_id)}
+    results = {}
+    for run in job_runs():
+        if run.run_id in before:
+            continue
+        run_job(job_dag(), run)
+        job_id = job_id_for_run("codybatch_job", run.run_id)
+        results |= {r.repository.split("/", 1)[1]: r for r in store.list_results(job_id)}
+    return results
+
+
+def job_dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags" / "codybatch_job.py")).get_dag("codybatch_job")
 
 
 def test_campaign_reconciles_its_pull_requests_run_after_run(
@@ -84,6 +101,7 @@ def test_campaign_reconciles_its_pull_requests_run_after_run(
     fake_github.commit_files("acme/web", {"web.py": "from lib import newFunction\n"})
     second = _run(campaign_dag, codybatch_home)
 
+    assert set(second) == {"acme/api", "acme/web"}  # docs: same base, same spec, not cloned
     api = second["acme/api"]
     assert api.pr_number == api_pr and api.details["pull_request"]["action"] == "updated"
     assert [p.number for p in fake_github.pulls("acme/api")] == [api_pr]  # never a second PR
@@ -96,6 +114,8 @@ def test_campaign_reconciles_its_pull_requests_run_after_run(
     assert web.details["pull_request"]["action"] == "closed"
     (web_pull,) = fake_github.pulls("acme/web")
     assert web_pull.state == "closed" and web_pull.comments  # closed with a comment saying why
+    docs = LocalStore(codybatch_home).get_fleet("retire", "github.com/acme/docs")
+    assert docs.status == FleetStatus.COMPLETED and docs.jobs == 1
 
 
 def test_tracking_sees_a_merge_and_the_campaign_then_leaves_the_repository_alone(
@@ -127,10 +147,8 @@ def test_tracking_sees_a_merge_and_the_campaign_then_leaves_the_repository_alone
     # main now calls oldFunction again, yet the campaign is done with acme/api.
     fake_github.commit_files("acme/api", {"again.py": "from lib import oldFunction\n"})
     branch = fake_github.branch_sha("acme/api", "codybatch/retire-oldfunction")
-    second = _run(campaign_dag, codybatch_home)
-    api = second["acme/api"]
-    assert api.status == RepositoryStatus.SKIPPED
-    assert api.details["pull_request"]["action"] == "left_alone_merged"
+    assert _run(campaign_dag, codybatch_home) == {}  # nothing launched, nothing cloned
+    entry = store.get_fleet("retire", "github.com/acme/api")
+    assert entry.pr_state == "merged" and entry.done_reason == "merged"
     assert fake_github.branch_sha("acme/api", "codybatch/retire-oldfunction") == branch
     assert [p.state for p in fake_github.pulls("acme/api")] == ["closed"]  # not reopened
-    assert second["acme/web"].pr_number == first["acme/web"].pr_number

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -11,8 +13,13 @@ from codybatch.airflow.campaigns import (
     load_campaign,
     sync_campaign_stubs,
 )
-from codybatch.records import RepositoryStatus, job_id_for_run
+from codybatch.fleet_records import FleetStatus
 from codybatch.store.local import LocalStore
+from tests.airflow.jobruns import job_runs, run_job
+from tests.fakes.github_server import fake_github
+from tests.helpers import commit_all, git, make_repo
+
+__all__ = ["fake_github"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +39,9 @@ name: Weekly cleanup
 steps: ["sed -i s/oldFunction/newFunction/g src/invoice.js"]
 repositories: ["${{CODYBATCH_HOME}}/examples/billing-service", "{repo}"]
 """
+
+
+BASE = "schedule: '@daily'\nname: x\nsteps: [true]\n"
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -66,6 +76,27 @@ def test_valid_campaign_loads(tmp_path: Path, example_repos: list[Path], codybat
         ("schedule: '@daily'\nname: x\nsteps: [true]\nrepositories: []\n", "repositories"),
         ("schedule: '@daily'\nsteps: [true]\nrepositories: [a/b]\n", "name: is required"),
         ("- just\n- a list\n", "must be a mapping"),
+        (BASE, "repositories: is required unless select"),
+        (
+            BASE + "repositories: [a/b]\nrollout: {rate: 10/hr}\n",
+            "rollout.rate: '10/hr' is not a rate",
+        ),
+        (
+            BASE + "repositories: [a/b]\nbudget: {total_usd: 1}\n",
+            "budget.total_usd: is 1 USD, below one repository's limit (max_usd 2.0)",
+        ),
+        (
+            BASE + "select: {org: acme, stars: 5}\n",
+            "select.stars: is not known",
+        ),
+        (
+            BASE + "repositories: [a/b, c/d, e/f, g/h, i/j, k/l, a/b]\n",
+            "repositories[6]: 'a/b' is listed already (repositories[0])",
+        ),
+        (
+            BASE + "repositories: [a/b, c/d, e/f, g/h, i/j, 'k l']\n",
+            "repositories[5]:",
+        ),
         ("schedule: [unclosed\n", "not readable YAML"),
     ],
 )
@@ -125,25 +156,98 @@ def test_broken_campaign_is_an_import_error_of_its_own(
     assert not (dags_folder / "campaigns" / "bad_one.py").exists()
 
 
+FLEET = """\
+schedule: "@weekly"
+name: Fleet cleanup
+steps: ["grep -rl oldFunction . | xargs -r sed -i s/oldFunction/newFunction/g"]
+rollout: {{rate: 7200/hour, max_concurrent_jobs: 10}}
+repositories:
+{repos}
+"""
+
+
 @pytest.mark.airflow
-def test_campaign_dag_runs_the_campaign_spec(
-    airflow_home: Path, dags_folder: Path, tmp_path: Path, example_repos: list[Path], codybatch_home
+def test_a_campaign_launches_paced_jobs_of_five_and_skips_done_ones_next_run(
+    airflow_home: Path, dags_folder: Path, tmp_path: Path, codybatch_home: Path
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    _write(tmp_path / "campaigns", "weekly.yaml", GOOD.format(repo=example_repos[2]))
+    repos = [
+        make_repo(
+            tmp_path / "fleet" / f"r{i:02d}", {"a.js": "oldFunction()\n" if i % 2 else "ok\n"}
+        )
+        for i in range(12)
+    ]
+    listing = "\n".join(f"  - {r}" for r in repos)
+    _write(tmp_path / "campaigns", "fleet.yaml", FLEET.format(repos=listing))
     sync_campaign_stubs()
-    dag = DagBag(dag_folder=str(dags_folder)).get_dag("codybatch_campaign__weekly")
-
-    run = dag.test()  # a scheduled run: no conf, the campaign's spec from the params' defaults
-
+    bag = DagBag(dag_folder=str(dags_folder))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("codybatch_campaign__fleet")
     store = LocalStore(codybatch_home)
-    job = store.get_job(job_id_for_run(dag.dag_id, run.run_id))
-    assert job.spec["campaign"] == "weekly" and job.spec["name"] == "Weekly cleanup"
-    results = {Path(r.repository).name: r for r in store.list_results(job.job_id)}
-    assert results["billing-service"].status == RepositoryStatus.COMPLETED
-    assert results["billing-service"].were_changes_necessary is True
-    assert results["docs-site"].were_changes_necessary is False
+
+    first = dag.test()
+    launched = job_runs()
+    assert [len(r.conf["repositories"]) for r in launched] == [5, 5, 2]
+    assert {r.conf["campaign"] for r in launched} == {"fleet"}
+    assert all(r.run_id.startswith("campaign__fleet__") for r in launched)
+    entries = store.fleet("fleet")
+    assert {e.status for e in entries} == {FleetStatus.LAUNCHED}
+    # 7200/hour: a job of five leaves 2.5 s before the next one.
+    state, _ = store.get_campaign_state("fleet")
+    times = [datetime.fromisoformat(r["at"]) for r in state["launches"]]
+    assert all((b - a).total_seconds() >= 2.5 for a, b in itertools.pairwise(times))
+
+    # Run again while the jobs are queued: nothing is launched twice.
+    dag.test()
+    assert len(job_runs()) == 3
+
+    for run in launched:
+        run_job(bag.get_dag("codybatch_job"), run)
+    entries = {Path(e.repository).name: e for e in store.fleet("fleet")}
+    assert {e.status for e in entries.values()} == {FleetStatus.COMPLETED}
+    assert entries["r01"].base_revision == local_head(repos[1])
+    jobs_before = len(store.list_jobs(limit=100))
+
+    third = dag.test()
+    assert third.state == first.state == "success"
+    assert len(job_runs()) == 3 and len(store.list_jobs(limit=100)) == jobs_before
+    # One repository moves on: only it runs again.
+    (repos[4] / "b.js").write_text("oldFunction(2)\n")
+    commit_all(repos[4])
+    dag.test()
+    (fourth,) = job_runs()[3:]
+    assert fourth.conf["repositories"] == [str(repos[4])]
+
+
+def local_head(repo: Path) -> str:
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+@pytest.mark.airflow
+def test_a_search_that_selects_nothing_is_an_import_error_of_that_file(
+    airflow_home: Path, dags_folder: Path, tmp_path: Path, fake_github, codybatch_home: Path
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    fake_github.create_repo("acme/api", topics=["python"])
+    _write(
+        tmp_path / "campaigns",
+        "nothing.yaml",
+        "schedule: '@daily'\nname: x\nprompt: Fix it\ncreate_pull_requests: true\n"
+        "select: {org: acme, topic: cobol}\n",
+    )
+    _write(
+        tmp_path / "campaigns",
+        "python.yaml",
+        "schedule: '@daily'\nname: y\nprompt: Fix it\ncreate_pull_requests: true\n"
+        "select: {org: acme, topic: python}\n",
+    )
+    sync_campaign_stubs()
+    bag = DagBag(dag_folder=str(dags_folder))
+    assert "codybatch_campaign__python" in bag.dag_ids
+    (error,) = bag.import_errors.values()
+    assert "nothing.yaml" in error and "select: selects no repository" in error
 
 
 @pytest.mark.airflow

@@ -159,6 +159,10 @@ class FakeRepo:
     push: bool = True
     admin: bool = False
     visible: bool = True
+    fork: bool = False
+    topics: list[str] = field(default_factory=list)
+    language: str | None = None
+    description: str | None = None
     pulls: dict[int, FakePull] = field(default_factory=dict)
     statuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     check_runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -204,6 +208,9 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", "/user", "_get_user"),
         ("GET", "/user/repos", "_list_user_repos"),
         ("GET", "/rate_limit", "_get_rate_limit"),
+        ("GET", "/orgs/(?P<org>[^/]+)", "_get_org"),
+        ("GET", "/orgs/(?P<org>[^/]+)/repos", "_list_org_repos"),
+        ("GET", "/search/repositories", "_search_repos"),
         ("GET", _REPO, "_get_repo"),
         ("GET", _REPO + "/pulls", "_list_pulls"),
         ("POST", _REPO + "/pulls", "_create_pull"),
@@ -321,6 +328,10 @@ class FakeGitHub:
         push: bool = True,
         private: bool = True,
         visible: bool = True,
+        fork: bool = False,
+        topics: list[str] | None = None,
+        language: str | None = None,
+        description: str | None = None,
     ) -> FakeRepo:
         """A repository with one commit holding `files` (path -> content)."""
         owner, name = full_name.split("/")
@@ -347,6 +358,10 @@ class FakeGitHub:
             push=push,
             private=private,
             visible=visible,
+            fork=fork,
+            topics=list(topics or []),
+            language=language,
+            description=description,
         )
         with self.lock:
             self.repos[full_name.lower()] = repo
@@ -803,7 +818,10 @@ class FakeGitHub:
             "allow_merge_commit": repo.allow_merge_commit,
             "allow_squash_merge": repo.allow_squash_merge,
             "allow_rebase_merge": repo.allow_rebase_merge,
-            "fork": False,
+            "fork": repo.fork,
+            "topics": repo.topics,
+            "language": repo.language,
+            "description": repo.description,
             "permissions": {
                 "admin": repo.admin,
                 "maintain": repo.admin,
@@ -922,6 +940,108 @@ class FakeGitHub:
         )
         page, headers = self._paginate([self._repo_json(r) for r in repos], query, "/user/repos")
         return 200, page, headers
+
+    def _owned(self, org: str) -> list[FakeRepo]:
+        owned = [r for r in self.repos.values() if r.owner.lower() == org.lower()]
+        if not owned:  # an organization exists here while it owns a repository
+            raise _HttpError(404, "Not Found")
+        return owned
+
+    def _get_org(self, user: FakeUser, query: dict, body: dict, org: str) -> tuple[int, Any, dict]:
+        login = self._owned(org)[0].owner
+        api = f"{self.api_url}/orgs/{login}"
+        payload = {
+            "login": login,
+            "id": 100 + sorted({r.owner.lower() for r in self.repos.values()}).index(org.lower()),
+            "node_id": f"O_{login}",
+            "type": "Organization",
+            "url": api,
+            "repos_url": api + "/repos",
+            "html_url": f"{self.url}/{login}",
+            "public_repos": sum(not r.private for r in self._owned(org)),
+        }
+        return 200, payload, {}
+
+    def _list_org_repos(
+        self, user: FakeUser, query: dict, body: dict, org: str
+    ) -> tuple[int, Any, dict]:
+        """GET /orgs/{org}/repos: type all|public|private|forks|sources|member, sort
+        created (default, desc)|updated|pushed|full_name (asc), paginated; 404 for no org."""
+        owned = self._owned(org)
+        kind = query.get("type", "all")
+        if kind not in ("all", "public", "private", "forks", "sources", "member"):
+            raise _invalid(resource="Repository", field="type", code="invalid")
+        keep = {
+            "public": lambda r: not r.private,
+            "private": lambda r: r.private,
+            "forks": lambda r: r.fork,
+            "sources": lambda r: not r.fork,
+        }.get(kind, lambda r: True)
+        repos = [r for r in owned if r.visible and keep(r)]
+        sort = query.get("sort", "created")
+        if sort == "full_name":
+            repos.sort(key=lambda r: r.full_name.lower())
+            reverse = query.get("direction", "asc") == "desc"
+        else:  # every fake repository is created at once: newest id first stands in
+            repos.sort(key=lambda r: r.id)
+            reverse = query.get("direction", "desc") == "desc"
+        if reverse:
+            repos.reverse()
+        route = f"/orgs/{org}/repos"
+        page, headers = self._paginate([self._repo_json(r) for r in repos], query, route)
+        return 200, page, headers
+
+    def _search_repos(self, user: FakeUser, query: dict, body: dict) -> tuple[int, Any, dict]:
+        """GET /search/repositories?q=: words match name or description; qualifiers org:,
+        user:, topic:, language:, archived:, fork: (forks excluded unless fork:true|only),
+        is:public|private; only the first 1,000 results are reachable."""
+        q = query.get("q", "").strip()
+        if not q:
+            raise _HttpError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Search", "field": "q", "code": "missing"}],
+            )
+        words: list[str] = []
+        tests: list[Any] = []
+        forks = "false"
+        for token in q.split():
+            name, sep, value = token.partition(":")
+            value = value.lower()
+            if not sep:
+                words.append(token.lower())
+            elif name in ("org", "user"):
+                tests.append(lambda r, v=value: r.owner.lower() == v)
+            elif name == "topic":
+                tests.append(lambda r, v=value: v in [t.lower() for t in r.topics])
+            elif name == "language":
+                tests.append(lambda r, v=value: (r.language or "").lower() == v)
+            elif name == "archived":
+                tests.append(lambda r, v=value: r.archived == (v == "true"))
+            elif name == "fork":
+                forks = value
+            elif name == "is" and value in ("public", "private"):
+                tests.append(lambda r, v=value: r.private == (v == "private"))
+            elif name != "in":
+                words.append(token.lower())
+        if forks == "only":
+            tests.append(lambda r: r.fork)
+        elif forks != "true":
+            tests.append(lambda r: not r.fork)
+        for word in words:
+            tests.append(
+                lambda r, w=word: w in r.name.lower() or w in (r.description or "").lower()
+            )
+        found = sorted(
+            (r for r in self.repos.values() if r.visible and all(t(r) for t in tests)),
+            key=lambda r: r.full_name.lower(),
+        )
+        per_page = max(1, min(100, int(query.get("per_page", 30))))
+        if int(query.get("page", 1)) * per_page > 1000 + per_page - 1:
+            raise _HttpError(422, "Only the first 1000 search results are available")
+        items = [{**self._repo_json(r), "score": 1.0} for r in found[:1000]]
+        page, headers = self._paginate(items, query, "/search/repositories")
+        return 200, {"total_count": len(found), "incomplete_results": False, "items": page}, headers
 
     def _get_repo(
         self, user: FakeUser, query: dict, body: dict, owner: str, name: str
@@ -1087,6 +1207,8 @@ class FakeGitHub:
         return 200, page, headers
 
     def _resolve_sha(self, repo: FakeRepo, ref: str) -> str:
+        if ref == "HEAD":  # GitHub resolves HEAD to the default branch
+            ref = repo.default_branch
         sha = self.branch_sha(repo.full_name, ref) or ref
         if not re.fullmatch(r"[0-9a-f]{40}", sha):
             raise _HttpError(422, f"No commit found for SHA: {ref}")

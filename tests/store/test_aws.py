@@ -144,4 +144,5 @@ def test_create_resources_is_idempotent_and_builds_the_indexes(aws_store: AwsSto
     jobs = boto3.client("dynamodb").describe_table(TableName=aws_store.jobs_table)["Table"]
     assert [i["IndexName"] for i in jobs["GlobalSecondaryIndexes"]] == ["status-createdAt-index"]
     results = boto3.client("dynamodb").describe_table(TableName=aws_store.repositories_table)
-    assert [i["IndexName"] for i in results["Table"]["GlobalSecondaryIndexes"]] == ["status-index"]
+    indexes = [i["IndexName"] for i in results["Table"]["GlobalSecondaryIndexes"]]
+    assert indexes == ["status-index", "fleet-status-index"]

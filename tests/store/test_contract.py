@@ -385,3 +385,72 @@ def test_update_job_only_from_leaves_other_statuses_alone(store: Store) -> None:
     assert store.get_job("job-only").status == JobStatus.CANCELLED
     with pytest.raises(NotFoundError):
         store.update_job("job-missing", only_from=[JobStatus.PENDING], status=JobStatus.RUNNING)
+
+
+# campaign fleets
+
+
+def _entry(campaign: str, repository: str, **fields: object):
+    from codybatch.fleet_records import FleetEntry
+
+    return FleetEntry(campaign, repository, **fields)
+
+
+def test_fleet_pages_by_index_with_filters_and_a_cursor(store: Store) -> None:
+    from codybatch.fleet_records import ErrorClass, FleetStatus
+
+    failed = {"status": FleetStatus.FAILED, "error_class": ErrorClass.CLONE_FAILED}
+    store.put_fleet(
+        [
+            _entry("big", f"github.com/acme/r{i:03d}", usd=0.5, **(failed if i % 3 == 0 else {}))
+            for i in range(30)
+        ]
+        + [
+            _entry("other", "github.com/acme/r000"),
+            _entry("big", "github.com/acme/zz", member=False),
+        ]
+    )
+    first = store.fleet_page("big", limit=12)
+    assert [e.repository for e in first] == [f"github.com/acme/r{i:03d}" for i in range(12)]
+    second = store.fleet_page("big", after=first[-1].repository, limit=100)
+    assert len(second) == 19 and second[-1].repository == "github.com/acme/zz"
+    assert len(store.fleet("big")) == 31
+    only_failed = store.fleet_page("big", status=FleetStatus.FAILED, limit=4)
+    assert [e.repository[-4:] for e in only_failed] == ["r000", "r003", "r006", "r009"]
+    rest = store.fleet_page("big", status=FleetStatus.FAILED, after=only_failed[-1].repository)
+    assert len(rest) == 6
+    clone = store.fleet_page("big", error_class=ErrorClass.CLONE_FAILED, limit=100)
+    assert len(clone) == 10 and all(e.error_class == ErrorClass.CLONE_FAILED for e in clone)
+    assert len(store.fleet_page("big", members_only=True, limit=100)) == 30
+
+    counts = store.fleet_counts("big")
+    assert (counts.members, counts.left) == (30, 1)
+    assert counts.by_status == {"FAILED": 10, "NEW": 20}
+    assert counts.by_error == {"clone_failed": 10}
+    assert counts.usd == 15.0
+
+
+def test_fleet_entry_round_trips_and_is_replaced(store: Store) -> None:
+    from codybatch.fleet_records import FleetStatus
+
+    entry = _entry("c", "github.com/acme/api", pr_number=7, pr_state="open", rounds=2, usd=0.25)
+    store.put_fleet([entry])
+    assert store.get_fleet("c", "github.com/acme/api") == entry
+    entry.status = FleetStatus.COMPLETED
+    store.put_fleet([entry])
+    assert store.get_fleet("c", "github.com/acme/api").status == FleetStatus.COMPLETED
+    assert store.fleet_page("c", status=FleetStatus.NEW) == []
+    assert store.fleet_counts("c").prs_open == 1
+    assert store.get_fleet("c", "github.com/acme/other") is None
+
+
+def test_campaign_state_is_compare_and_swap(store: Store, make_store: Callable[[], Store]) -> None:
+    assert store.get_campaign_state("c") == ({}, 0)
+    assert store.put_campaign_state("c", {"launches": [1]}, 0) == 1
+    other = make_store()
+    assert other.put_campaign_state("c", {"launches": [1, 2]}, 1) == 2
+    with pytest.raises(StaleWriteError):
+        store.put_campaign_state("c", {"launches": ["late"]}, 1)
+    with pytest.raises(StaleWriteError):
+        store.put_campaign_state("new", {}, 3)
+    assert store.get_campaign_state("c") == ({"launches": [1, 2]}, 2)
