@@ -201,14 +201,18 @@ def airflow_env(work: Path, repos_root: Path, port: int) -> dict[str, str]:
     )
 
 
-def prepare(work: Path) -> None:
-    """The DAGs folder (codybatch_job + the baselines), an empty plugins folder, passwords."""
+def prepare(work: Path, plugins: bool = False) -> None:
+    """The DAGs folder (codybatch_job + the baselines, and campaigns), a plugins folder
+    (Cody Batch's with `plugins`, else empty), passwords."""
     dags = work / "dags"
     shutil.rmtree(dags, ignore_errors=True)
     dags.mkdir(parents=True)
     shutil.copy(REPO_ROOT / "dags" / f"{JOB_DAG}.py", dags / f"{JOB_DAG}.py")
+    shutil.copy(REPO_ROOT / "dags" / "codybatch_campaigns.py", dags / "codybatch_campaigns.py")
     (dags / "bench_mapped.py").write_text(TRIVIAL_DAGS)
     (work / "plugins").mkdir(exist_ok=True)
+    if plugins:
+        shutil.copy(REPO_ROOT / "plugins" / "codybatch_plugin.py", work / "plugins")
     (work / "home").mkdir(parents=True, exist_ok=True)
     (work / "home" / "passwords.json").write_text('{"admin": "admin"}')
 
@@ -221,11 +225,13 @@ def _airflow(env: dict[str, str], *args: str) -> None:
 
 
 @contextlib.contextmanager
-def standalone(work: Path, repos_root: Path) -> Iterator[Instance]:
+def standalone(
+    work: Path, repos_root: Path, plugins: bool = False, extra: dict[str, str] | None = None
+) -> Iterator[Instance]:
     """A private airflow standalone, stopped (whole process group) on exit."""
-    prepare(work)
+    prepare(work, plugins)
     port = free_port()
-    env = airflow_env(work, repos_root, port)
+    env = {**airflow_env(work, repos_root, port), **(extra or {})}
     _airflow(env, "db", "migrate")
     _airflow(env, "pools", "set", "codybatch", "5", "Cody Batch workers")
     log = work / "standalone.log"

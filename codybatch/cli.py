@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from codybatch.fleet_records import ErrorClass, FleetStatus
 from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus
 from codybatch.settings import Settings
 
@@ -346,6 +347,62 @@ def cmd_follow_up(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def cmd_campaign_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.fleet import campaign_slug, request_retry
+
+    name = campaign_slug(args.name)
+    try:
+        marked = request_retry(_store(settings), name, args.repo or (), failed=args.failed)
+    except (KeyError, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 1
+    if not marked:
+        print(f"campaign {name}: nothing to retry (no failed repositories)")
+        return 0
+    print("\n".join(marked))
+    print(
+        f"{len(marked)} repositories run again at the campaign's next run; to start it now: "
+        f"airflow dags trigger codybatch_campaign__{name} (or Retry on its page)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_campaign_fleet(args: argparse.Namespace, settings: Settings) -> int:
+    from codybatch.fleet import campaign_slug
+
+    name = campaign_slug(args.name)
+    store = _store(settings)
+    status = FleetStatus(args.status) if args.status else None
+    error = ErrorClass(args.error_class) if args.error_class else None
+    entries, after = [], None
+    while page := store.fleet_page(name, status=status, error_class=error, after=after, limit=500):
+        entries.extend(page)
+        after = page[-1].repository
+    if args.csv:
+        from codybatch.reports import fleet_csv
+
+        sys.stdout.write(fleet_csv(entries))
+        return 0
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return 0
+    rows = [["REPOSITORY", "STATUS", "ERROR", "PR", "USD", "JOBS"]]
+    for e in entries:
+        rows.append(
+            [
+                e.repository + ("" if e.member else " (left)"),
+                e.status.value,
+                e.error_class.value if e.error_class else "",
+                e.pr_state or "",
+                f"{e.total_usd:.4f}",
+                str(e.jobs),
+            ]
+        )
+    print(_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codybatch", description="Apply one AI-driven code change across repositories."
@@ -419,6 +476,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("repository", nargs="?", help="only this repository (default: all)")
     p.set_defaults(func=cmd_follow_up)
+
+    campaign = sub.add_parser("campaign", help="a campaign's fleet: list it, retry repositories")
+    csub = campaign.add_subparsers(dest="campaign_command", required=True)
+    p = csub.add_parser("retry", help="run repositories again at the campaign's next run")
+    p.add_argument("name", help="the campaign (its file name)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--failed", action="store_true", help="every failed repository")
+    which.add_argument("--repo", action="append", help="this repository (repeat for more)")
+    p.set_defaults(func=cmd_campaign_retry)
+    p = csub.add_parser("fleet", help="every repository of the campaign and its latest state")
+    p.add_argument("name", help="the campaign (its file name)")
+    p.add_argument("--status", type=str.upper, choices=[s.value for s in FleetStatus])
+    p.add_argument("--error-class", choices=[c.value for c in ErrorClass])
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true")
+    out.add_argument("--csv", action="store_true", help="one row per repository")
+    p.set_defaults(func=cmd_campaign_fleet)
     return parser
 
 

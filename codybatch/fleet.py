@@ -12,10 +12,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from codybatch.fleet_records import IN_FLIGHT, ErrorClass, FleetEntry, FleetStatus
@@ -29,6 +31,11 @@ log = logging.getLogger("codybatch.fleet")
 JOB_DAG_ID = "codybatch_job"
 # Fields of a spec that do not change what a job does to one repository.
 _NOT_THE_CHANGE = ("repositories", "campaign", "description")
+
+
+def campaign_slug(text: str) -> str:
+    """A campaign's name from its file name (or name): a DAG-id-safe slug."""
+    return re.sub(r"[^a-z0-9_]+", "_", Path(text).stem.lower()).strip("_")
 
 
 def spec_revision(spec: JobSpec | dict[str, Any]) -> str:
@@ -145,6 +152,7 @@ def apply_result(entry: FleetEntry, result: RepositoryResult) -> None:
         entry.status = FleetStatus(result.status.value)
     tracking = result.details.get("tracking") or {}
     pull = result.details.get("pull_request") or {}
+    entry.changed = result.were_changes_necessary
     entry.pr_url, entry.pr_number = result.pr_url, result.pr_number
     entry.pr_state = result.pr_state
     entry.checks = tracking.get("checks")
@@ -395,6 +403,44 @@ def stopped_reason(store: Store, campaign: str, campaign_run_id: str) -> str | N
     """Why launching stopped in that campaign run (a budget), if it did."""
     state, _ = store.get_campaign_state(campaign)
     return (state.get("stopped") or {}).get(campaign_run_id)
+
+
+# burndown
+
+HISTORY = 500  # campaign runs kept for the burndown
+
+
+def snapshot(
+    store: Store, campaign: str, campaign_run_id: str, now: datetime | None = None
+) -> dict:
+    """Record the whole fleet's state after a campaign run (one burndown point)."""
+    entries = [e for e in store.fleet(campaign) if e.member]
+    point = {
+        "campaign_run": campaign_run_id,
+        "at": (now or utcnow()).isoformat(),
+        "repositories": len(entries),
+        "needing_change": sum(e.needs_change for e in entries),
+        "prs_open": sum(e.pr_state == "open" for e in entries),
+        "prs_merged": sum(e.pr_state == "merged" for e in entries),
+        "failed": sum(e.status == FleetStatus.FAILED for e in entries),
+        "usd": round(sum(e.total_usd for e in entries), 6),
+    }
+    point["done"] = point["repositories"] - point["needing_change"]
+    while True:
+        state, revision = store.get_campaign_state(campaign)
+        history = [p for p in state.get("history", []) if p["campaign_run"] != campaign_run_id]
+        state = {**state, "history": [*history, point][-HISTORY:]}
+        try:
+            store.put_campaign_state(campaign, state, revision)
+            return point
+        except StaleWriteError:
+            continue
+
+
+def burndown(store: Store, campaign: str) -> list[dict]:
+    """The fleet's state after each campaign run, oldest first."""
+    state, _ = store.get_campaign_state(campaign)
+    return list(state.get("history", []))
 
 
 # retry

@@ -59,6 +59,7 @@ class FleetEntry:
     launched_at: datetime | None = None
     spec_revision: str | None = None  # of the spec its latest job ran
     base_revision: str | None = None  # the base branch's commit when that job was planned
+    changed: bool | None = None  # whether its latest job found a change to make
     pr_url: str | None = None
     pr_number: int | None = None
     pr_state: str | None = None
@@ -72,6 +73,15 @@ class FleetEntry:
     done_reason: str | None = None  # merged, or left alone because a person closed it
     retry: bool = False  # a person asked to run it again (`codybatch campaign retry`)
     updated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def needs_change(self) -> bool:
+        """Still to be changed: not merged, not left to a person, not found already done."""
+        if not self.member or self.done_reason:
+            return False
+        return not (
+            self.status in (FleetStatus.COMPLETED, FleetStatus.SKIPPED) and self.changed is False
+        )
 
     @property
     def total_usd(self) -> float:

@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from codybatch.fleet_records import FleetEntry
 from codybatch.records import Job, RepositoryResult, RepositoryStatus
 from codybatch.store import Store
 
@@ -48,6 +49,52 @@ JOB_COLUMNS = [
     "created_at",
     "updated_at",
 ]
+
+
+FLEET_COLUMNS = [
+    "repository",
+    "member",
+    "status",
+    "error_class",
+    "error",
+    "pr_url",
+    "pr_state",
+    "checks",
+    "rounds",
+    "usd",
+    "jobs",
+    "job_id",
+    "done_reason",
+    "left_reason",
+    "launched_at",
+    "updated_at",
+]
+
+
+def fleet_row(entry: FleetEntry) -> dict[str, Any]:
+    return {
+        "repository": entry.repository,
+        "member": entry.member,
+        "status": entry.status.value,
+        "error_class": entry.error_class.value if entry.error_class else None,
+        "error": entry.error,
+        "pr_url": entry.pr_url,
+        "pr_state": entry.pr_state,
+        "checks": entry.checks,
+        "rounds": entry.rounds,
+        "usd": entry.total_usd,
+        "jobs": entry.jobs,
+        "job_id": entry.job_id,
+        "done_reason": entry.done_reason,
+        "left_reason": entry.left_reason,
+        "launched_at": entry.launched_at.isoformat() if entry.launched_at else None,
+        "updated_at": entry.updated_at.isoformat(),
+    }
+
+
+def fleet_csv(entries: Iterable[FleetEntry]) -> str:
+    """One row per repository of a campaign's fleet."""
+    return _csv(FLEET_COLUMNS, [fleet_row(e) for e in entries])
 
 
 def result_counts(results: Sequence[RepositoryResult]) -> dict[str, int]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from codybatch.fleet import campaign_slug
 from codybatch.rollout import Rollout, parse_rollout
 from codybatch.selection import Selector, parse_selector, select_repositories
 from codybatch.settings import Settings
@@ -103,7 +104,7 @@ def campaign_files(folder: Path) -> list[Path]:
 
 def campaign_name(path: Path) -> str:
     """The campaign's name: its file name, as a DAG-id-safe slug."""
-    return re.sub(r"[^a-z0-9_]+", "_", path.stem.lower()).strip("_")
+    return campaign_slug(path.name)
 
 
 def load_campaign(

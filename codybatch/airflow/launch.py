@@ -222,7 +222,10 @@ def summary(file_name: str) -> dict[str, Any]:
     store = open_store(settings)
     counts = store.fleet_counts(campaign.name)
     log.info("campaign %s: %s", campaign.name, counts.to_dict())
-    stopped = fleet.stopped_reason(store, campaign.name, get_current_context()["run_id"])
+    run_id = get_current_context()["run_id"]
+    point = fleet.snapshot(store, campaign.name, run_id)
+    log.info("burndown: %s", point)
+    stopped = fleet.stopped_reason(store, campaign.name, run_id)
     if stopped:
         log.warning("launching stopped: %s", stopped)
     return {**counts.to_dict(), "stopped": stopped}

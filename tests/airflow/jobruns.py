@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
-def job_runs() -> list:
-    """The codybatch_job runs campaigns triggered, oldest first."""
+def job_runs(campaign: str) -> list:
+    """The codybatch_job runs the campaign triggered, oldest first."""
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from sqlalchemy import select
@@ -12,7 +12,7 @@ def job_runs() -> list:
     with create_session() as session:
         runs = session.scalars(
             select(DagRun)
-            .where(DagRun.dag_id == "codybatch_job", DagRun.run_id.like("campaign__%"))
+            .where(DagRun.dag_id == "codybatch_job", DagRun.run_id.like(f"campaign__{campaign}__%"))
             .order_by(DagRun.id)
         ).all()
         session.expunge_all()

@@ -62,11 +62,11 @@ def _run(dag, codybatch_home: Path) -> dict[str, object]:
     """One campaign run, then the job runs it launched; the results of those jobs by repo."""
     from datetime import UTC, datetime
 
-    before = {r.run_id for r in job_runs()}
+    before = {r.run_id for r in job_runs("retire")}
     dag.test(logical_date=datetime.now(UTC))
     store = LocalStore(codybatch_home)
     results = {}
-    for run in job_runs():
+    for run in job_runs("retire"):
         if run.run_id in before:
             continue
         run_job(job_dag(), run)

@@ -187,7 +187,7 @@ def test_a_campaign_launches_paced_jobs_of_five_and_skips_done_ones_next_run(
     store = LocalStore(codybatch_home)
 
     first = dag.test()
-    launched = job_runs()
+    launched = job_runs("fleet")
     assert [len(r.conf["repositories"]) for r in launched] == [5, 5, 2]
     assert {r.conf["campaign"] for r in launched} == {"fleet"}
     assert all(r.run_id.startswith("campaign__fleet__") for r in launched)
@@ -200,7 +200,7 @@ def test_a_campaign_launches_paced_jobs_of_five_and_skips_done_ones_next_run(
 
     # Run again while the jobs are queued: nothing is launched twice.
     dag.test()
-    assert len(job_runs()) == 3
+    assert len(job_runs("fleet")) == 3
 
     for run in launched:
         run_job(bag.get_dag("codybatch_job"), run)
@@ -211,12 +211,12 @@ def test_a_campaign_launches_paced_jobs_of_five_and_skips_done_ones_next_run(
 
     third = dag.test()
     assert third.state == first.state == "success"
-    assert len(job_runs()) == 3 and len(store.list_jobs(limit=100)) == jobs_before
+    assert len(job_runs("fleet")) == 3 and len(store.list_jobs(limit=100)) == jobs_before
     # One repository moves on: only it runs again.
     (repos[4] / "b.js").write_text("oldFunction(2)\n")
     commit_all(repos[4])
     dag.test()
-    (fourth,) = job_runs()[3:]
+    (fourth,) = job_runs("fleet")[3:]
     assert fourth.conf["repositories"] == [str(repos[4])]
 
 

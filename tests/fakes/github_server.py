@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,6 +85,7 @@ class RecordedRequest:
     body: bytes
     status: int = 0
     user: str | None = None
+    at: float = field(default_factory=time.time)  # when it arrived
 
     @property
     def kind(self) -> str:
