@@ -429,3 +429,39 @@ def test_run_refuses_an_unreadable_spec_file_with_exit_2(
     code, out, err = run_cli(capsys, "run", str(path))
     assert code == 2 and out == ""
     assert f"cannot read the job spec {path}" in err
+
+
+def test_campaign_fleet_and_retry(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from codybatch.fleet_records import ErrorClass, FleetEntry, FleetStatus
+    from codybatch.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    store = LocalStore(settings.home)
+    failed = {"status": FleetStatus.FAILED, "error_class": ErrorClass.NO_ACCESS}
+    store.put_fleet(
+        [
+            FleetEntry("legacy_lib_upgrade", "github.com/acme/a", **failed),
+            FleetEntry("legacy_lib_upgrade", "github.com/acme/b", status=FleetStatus.COMPLETED),
+            FleetEntry("legacy_lib_upgrade", "github.com/acme/c", **failed),
+        ]
+    )
+    env = {"CODYBATCH_HOME": str(settings.home)}
+
+    def run(*argv: str) -> int:
+        with pytest.MonkeyPatch.context() as mp:
+            for k, v in env.items():
+                mp.setenv(k, v)
+            return main(list(argv))
+
+    assert run("campaign", "fleet", "legacy-lib-upgrade.yaml", "--status", "failed", "--csv") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("repository,") and len(out) == 3 and "no_access" in out[1]
+    assert run("campaign", "retry", "legacy-lib-upgrade", "--failed") == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == ["github.com/acme/a", "github.com/acme/c"]
+    assert "airflow dags trigger codybatch_campaign__legacy_lib_upgrade" in captured.err
+    assert store.get_fleet("legacy_lib_upgrade", "github.com/acme/a").retry
+    assert run("campaign", "retry", "legacy-lib-upgrade", "--repo", "acme/b") == 0
+    assert store.get_fleet("legacy_lib_upgrade", "github.com/acme/b").retry
+    assert run("campaign", "retry", "legacy-lib-upgrade", "--repo", "acme/x") == 1
+    assert "acme/x is not a repository of campaign legacy_lib_upgrade" in capsys.readouterr().err

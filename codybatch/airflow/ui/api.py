@@ -212,6 +212,66 @@ def list_campaigns(user: ApiUser) -> dict[str, Any]:
     return {"campaigns": [actions.safe(c.to_dict(), config) for c in found]}
 
 
+FleetFormat = Annotated[
+    Literal["json", "csv"], Query(description="json, or csv: every matching repository")
+]
+
+
+@router.get(
+    "/campaigns/{name}/repositories",
+    summary="The campaign's fleet: every repository's latest status, PR, checks, rounds, cost "
+    "and error class, by name (?cursor= for the next page, ?format=csv for all)",
+    responses={400: {"description": "Bad filter"}, **READ, **CSV},
+)
+def campaign_repositories(
+    name: str,
+    user: ApiUser,
+    status: Annotated[str | None, Query(description="NEW, LAUNCHED, COMPLETED, ...")] = None,
+    error_class: Annotated[
+        str | None, Query(description="clone_failed, no_access, claude_limit, ...")
+    ] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=actions.MAX_PAGE_SIZE)] = 50,
+    format: FleetFormat = "json",
+) -> Any:
+    config = actions.settings()
+    store = actions.store(config)
+    reader = JobReader(user)
+    wanted, error = campaignview.parse_fleet_filters(status, error_class)
+    if format == "csv":
+        reader.require_dag(campaignview.DAG_PREFIX + name)
+        text = reports.fleet_csv(campaignview.all_entries(store, name, wanted, error))
+        return csv_response(actions.safe_text(text, config), f"campaign-{name}.csv")
+    page = campaignview.fleet_page(config, store, name, reader, wanted, error, cursor, limit)
+    return page.to_dict()
+
+
+@router.post(
+    "/campaigns/{name}/retry",
+    summary='Run repositories of the campaign again: {"failed": true} or '
+    '{"repositories": [...]}; starts a campaign run now',
+    responses={404: {"description": "Not a repository of the campaign"}, **CHANGE},
+)
+def retry_campaign(
+    name: str,
+    request: Request,
+    user: ApiUser,
+    body: Annotated[Any, Body(openapi_examples={"failed": {"value": {"failed": True}}})],
+) -> dict[str, Any]:
+    check_csrf(request, user)
+    require_run_permission(user, campaignview.DAG_PREFIX + name, "POST")
+    if not isinstance(body, dict) or not (body.get("failed") or body.get("repositories")):
+        raise ActionError('give {"failed": true} and/or {"repositories": ["owner/name", ...]}')
+    repositories = body.get("repositories") or []
+    if not isinstance(repositories, list) or not all(isinstance(r, str) for r in repositories):
+        raise ActionError("repositories: must be a list of repository names")
+    config = actions.settings()
+    marked, run_id = campaignview.retry(
+        actions.store(config), name, repositories, bool(body.get("failed")), user.get_name()
+    )
+    return {"marked": marked, "dag_id": campaignview.DAG_PREFIX + name, "run_id": run_id}
+
+
 @router.get(
     "/campaigns/{name:path}",
     summary="A campaign and its burndown: per run, repositories needing change, PRs open, merged",
@@ -219,8 +279,15 @@ def list_campaigns(user: ApiUser) -> dict[str, Any]:
 )
 def get_campaign(name: str, user: ApiUser) -> dict[str, Any]:
     config = actions.settings()
-    info, points = campaignview.get_campaign(config, actions.store(config), name, JobReader(user))
-    return {**actions.safe(info.to_dict(), config), "burndown": points}
+    store = actions.store(config)
+    info, points = campaignview.get_campaign(config, store, name, JobReader(user))
+    state, _ = store.get_campaign_state(name)
+    return {
+        **actions.safe(info.to_dict(), config),
+        "burndown": points,
+        "fleet": store.fleet_counts(name).to_dict(),
+        "stopped": actions.safe(state.get("stopped") or {}, config),
+    }
 
 
 def _result(job: Job, repository: str) -> dict[str, Any]:

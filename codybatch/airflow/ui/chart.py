@@ -97,7 +97,9 @@ def burndown_chart(points: list[dict[str, Any]]) -> Chart:
         for i, point in enumerate(points):
             value = int(point.get(key) or 0)
             when = times[i].strftime("%Y-%m-%d %H:%M") if times[i] else "?"
-            title = f"{when} · {point.get('job_id') or point.get('campaign_run', '')}: {value} {label}"
+            title = (
+                f"{when} · {point.get('job_id') or point.get('campaign_run', '')}: {value} {label}"
+            )
             line.dots.append(Dot(x_of(i), y_of(value), title))
         series.append(line)
 

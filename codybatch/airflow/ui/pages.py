@@ -293,16 +293,54 @@ def campaigns_page(request: Request, user: PageUser) -> HTMLResponse:
     )
 
 
+@router.post("/campaigns/{name}/retry")
+async def retry_page(name: str, request: Request, user: PageUser) -> Response:
+    form = dict(await request.form())
+    check_csrf(request, user, form)
+    require_run_permission(user, campaignview.DAG_PREFIX + name, "POST")
+    repository = str(form.get("repository") or "")
+    campaignview.retry(
+        actions.store(), name, [repository] if repository else [], not repository, user.get_name()
+    )
+    root = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{root}/campaigns/{quote(name, safe='')}", status_code=303)
+
+
 @router.get("/campaigns/{name:path}", response_class=HTMLResponse)
-def campaign_page(name: str, request: Request, user: PageUser) -> HTMLResponse:
+def campaign_page(
+    name: str,
+    request: Request,
+    user: PageUser,
+    status: str | None = None,
+    error_class: str | None = None,
+    cursor: str | None = None,
+) -> HTMLResponse:
     config = actions.settings()
-    info, points = campaignview.get_campaign(config, actions.store(config), name, JobReader(user))
+    store = actions.store(config)
+    reader = JobReader(user)
+    info, points = campaignview.get_campaign(config, store, name, reader)
+    wanted, error = campaignview.parse_fleet_filters(status, error_class)
+    fleet = campaignview.fleet_page(config, store, name, reader, wanted, error, cursor)
+    filters = {"status": status or "", "error_class": error_class or ""}
+
+    def page_url(after: str | None) -> str:
+        query = {k: v for k, v in {**filters, "cursor": after or ""}.items() if v}
+        return f"?{urlencode(query)}" if query else "?"
+
     return render(
         request,
         "campaign.html",
         campaign=info,
         runs=[{**p, "when": datetime.fromisoformat(p["at"])} for p in reversed(points)],
         chart=chart.burndown_chart(points),
+        fleet=fleet,
+        filters=filters,
+        fleet_statuses=[s.value for s in campaignview.FleetStatus],
+        error_classes=[c.value for c in campaignview.ErrorClass],
+        next_url=page_url(fleet.next_cursor) if fleet.next_cursor else None,
+        first_url=page_url(None) if fleet.cursor else None,
+        csv_query=urlencode({**{k: v for k, v in filters.items() if v}, "format": "csv"}),
+        can_retry=info.file is not None and can_run(user, info.dag_id),
         **_common(user, request),
     )
 
