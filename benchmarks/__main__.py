@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from benchmarks import Figure
 
 # In order; a module runs through its main() (agent_bench is written separately).
-MODULES = ("skeleton_bench", "agent_bench", "sandbox_bench", "airflow_bench", "load_bench")
+MODULES = (
+    "skeleton_bench",
+    "agent_bench",
+    "sandbox_bench",
+    "airflow_bench",
+    "load_bench",
+    "fleet_bench",
+)
 
 
 def run_module(name: str) -> tuple[list[Figure], bool]:

@@ -129,6 +129,10 @@ def classify(result: RepositoryResult) -> ErrorClass | None:
         return ErrorClass.PUSH_REJECTED
     if result.stop_reason in ("max_usd", "max_tokens", "max_turns", "max_minutes"):
         return ErrorClass.CLAUDE_LIMIT
+    if text.startswith("step "):
+        return ErrorClass.STEP_FAILED  # before the rest: a step's output may say anything
+    if text.startswith("verify"):
+        return ErrorClass.VERIFY_FAILED
     checks = [
         (ErrorClass.NO_ACCESS, ("not in the allowlist", "not visible", "no push access", "401")),
         (ErrorClass.ARCHIVED, ("archived",)),

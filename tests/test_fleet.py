@@ -171,3 +171,25 @@ def test_finished_jobs_update_their_entries_and_retry_marks_the_failed(store: Lo
     assert fleet.record_job(store, job, results[:1]) == 0
     newer = store.get_fleet("c", KEYS[0])
     assert newer.status == FleetStatus.LAUNCHED and newer.usd_before == 0.4 and not newer.retry
+
+
+@pytest.mark.parametrize(
+    ("error", "stop_reason", "expected"),
+    [
+        ("git clone failed: fatal: repository not found", None, ErrorClass.CLONE_FAILED),
+        ("step 1 ('make') exited with 2: cannot clone submodule", None, ErrorClass.STEP_FAILED),
+        ("verify ('npm test') still failed after 3 rounds", None, ErrorClass.VERIFY_FAILED),
+        ("github.com/acme/x not found or not visible to the token", None, ErrorClass.NO_ACCESS),
+        ("acme/x is archived: nothing can be changed", None, ErrorClass.ARCHIVED),
+        ("Claude could not finish: 529 overloaded", None, ErrorClass.CLAUDE_LIMIT),
+        ("Claude could not finish: spent the budget", "max_usd", ErrorClass.CLAUDE_LIMIT),
+        ("git push failed: ! [remote rejected] (protected branch)", None, ErrorClass.PUSH_REJECTED),
+        ("the worker stopped before finishing (killed)", None, ErrorClass.WORKER_LOST),
+        ("something else", None, ErrorClass.OTHER),
+    ],
+)
+def test_failures_are_classified(error: str, stop_reason: str | None, expected: ErrorClass) -> None:
+    result = RepositoryResult(
+        "j", "r", RepositoryStatus.FAILED, error=error, stop_reason=stop_reason
+    )
+    assert fleet.classify(result) == expected

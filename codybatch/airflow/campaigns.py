@@ -75,6 +75,16 @@ class Campaign:
     def dag_id(self) -> str:
         return DAG_PREFIX + self.name
 
+    @property
+    def batch_size(self) -> int:
+        """Repositories per job: at most five, what the rate allows per period, and what the
+        budget could pay for at one repository's limit."""
+        size = self.rollout.batch_size
+        for budget in (self.rollout.budget.per_run_usd, self.rollout.budget.total_usd):
+            if budget is not None:
+                size = min(size, max(1, int(budget // self.spec.max_usd)))
+        return size
+
     def job_spec(self, repositories: list[str]) -> dict[str, Any]:
         """The conf of one job of this campaign: its fields, these repositories."""
         return {**self.job, "repositories": list(repositories), "campaign": self.name}

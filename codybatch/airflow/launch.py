@@ -104,7 +104,7 @@ def plan(file_name: str, resolved: dict[str, Any]) -> list[dict[str, Any]]:
     entries = store.fleet(campaign.name)
     revision = fleet.spec_revision(campaign.spec)
     bases = base_revisions(campaign, [e for e in entries if _may_launch(e)], settings)
-    planned = fleet.plan(entries, revision, bases, campaign.rollout.batch_size)
+    planned = fleet.plan(entries, revision, bases, campaign.batch_size)
     for reason, count in sorted(planned.skipped.items()):
         log.info("not launched, %s: %d", reason, count)
     run_id = get_current_context()["run_id"]

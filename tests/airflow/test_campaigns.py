@@ -51,6 +51,17 @@ def _write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+def test_a_budget_makes_jobs_small_enough_to_afford(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "thrifty.yaml",
+        "schedule: '@daily'\nname: x\nsteps: ['true']\nrepositories: [a/b, c/d]\nmax_usd: 2\n"
+        "budget: {per_run_usd: 5}\n"
+        "rollout: {rate: 100/hour}\n",
+    )
+    assert load_campaign(path).batch_size == 2  # two repositories may cost 4 of the 5 USD
+
+
 def test_valid_campaign_loads(tmp_path: Path, example_repos: list[Path], codybatch_home) -> None:
     path = _write(tmp_path / "c", "weekly-cleanup.yaml", GOOD.format(repo=example_repos[1]))
     campaign = load_campaign(path)
