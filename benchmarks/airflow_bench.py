@@ -201,7 +201,7 @@ def airflow_env(work: Path, repos_root: Path, port: int) -> dict[str, str]:
     )
 
 
-def prepare(work: Path, plugins: bool = False) -> None:
+def prepare(work: Path, plugins: bool = False, campaigns: Path | None = None) -> None:
     """The DAGs folder (codybatch_job + the baselines, and campaigns), a plugins folder
     (Cody Batch's with `plugins`, else empty), passwords."""
     dags = work / "dags"
@@ -213,6 +213,11 @@ def prepare(work: Path, plugins: bool = False) -> None:
     (work / "plugins").mkdir(exist_ok=True)
     if plugins:
         shutil.copy(REPO_ROOT / "plugins" / "codybatch_plugin.py", work / "plugins")
+    if campaigns is not None:
+        from codybatch.airflow.campaigns import sync_campaign_stubs
+
+        # Written now: the dag-processor lists new files only every few minutes.
+        sync_campaign_stubs(campaigns, dags / "campaigns")
     (work / "home").mkdir(parents=True, exist_ok=True)
     (work / "home" / "passwords.json").write_text('{"admin": "admin"}')
 
@@ -226,10 +231,14 @@ def _airflow(env: dict[str, str], *args: str) -> None:
 
 @contextlib.contextmanager
 def standalone(
-    work: Path, repos_root: Path, plugins: bool = False, extra: dict[str, str] | None = None
+    work: Path,
+    repos_root: Path,
+    plugins: bool = False,
+    extra: dict[str, str] | None = None,
+    campaigns: Path | None = None,
 ) -> Iterator[Instance]:
     """A private airflow standalone, stopped (whole process group) on exit."""
-    prepare(work, plugins)
+    prepare(work, plugins, campaigns)
     port = free_port()
     env = {**airflow_env(work, repos_root, port), **(extra or {})}
     _airflow(env, "db", "migrate")

@@ -87,7 +87,11 @@ def run_campaign(instance: Any, store: Any, keys: int, timeout: float) -> tuple[
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}"
     state = "timeout"
     while time.perf_counter() - started < timeout:
-        state = instance.request("GET", path)["state"]
+        try:
+            state = instance.request("GET", path)["state"]
+        except OSError:  # a busy API server: look again
+            time.sleep(5)
+            continue
         entries = store.fleet(CAMPAIGN)
         busy = [e for e in entries if e.status in IN_FLIGHT]
         if state in ("success", "failed") and not busy and len(entries) == keys:
@@ -195,7 +199,9 @@ def run(
         "CODYBATCH_ALLOWED_REPOSITORIES": "acme/*",
     }
     try:
-        with standalone(work, work, plugins=True, extra=extra) as instance:
+        with standalone(
+            work, work, plugins=True, extra=extra, campaigns=work / "campaigns"
+        ) as instance:
             ready(instance, [JOB_DAG, DAG_ID])
             store = LocalStore(work / "codybatch-home")
             db0, store0 = size_of(*airflow_db(work)), size_of(*store_files(work))

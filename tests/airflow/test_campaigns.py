@@ -199,7 +199,8 @@ def test_a_campaign_launches_paced_jobs_of_five_and_skips_done_ones_next_run(
 
     first = dag.test()
     launched = job_runs("fleet")
-    assert [len(r.conf["repositories"]) for r in launched] == [5, 5, 2]
+    # Jobs of five (in whatever order the scheduler picks the launches).
+    assert sorted(len(r.conf["repositories"]) for r in launched) == [2, 5, 5]
     assert {r.conf["campaign"] for r in launched} == {"fleet"}
     assert all(r.run_id.startswith("campaign__fleet__") for r in launched)
     entries = store.fleet("fleet")
