@@ -16,7 +16,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +317,8 @@ def claim_launch(
     """Decide whether this job may start now and, if so, record it (the campaign's state by
     compare-and-swap, then its repositories' entries) before anything is triggered."""
     while True:
-        now = now or utcnow()
+        # Full precision: utcnow()'s whole seconds would let launches come up to 1 s early.
+        now = now or datetime.now(UTC)
         state, revision_no = store.get_campaign_state(campaign)
         records = list(state.get("launches", []))
         if any(r["run_id"] == run_id for r in records):
