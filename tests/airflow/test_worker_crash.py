@@ -39,6 +39,9 @@ def test_a_sigkilled_worker_leaves_nothing_and_is_retried_within_seconds(
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))  # the workers' checkouts, and only theirs
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    # The step shares files and host pids with the test: outside bubblewrap (whose own
+    # PID namespace dies with the worker anyway; tests/test_worker_stop.py covers that).
+    monkeypatch.setenv("CODYBATCH_SANDBOX", "container")
     repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
     attempts, mark = tmp_path / "attempts", tmp_path / "mark"
     sh_file, sleep_file = tmp_path / "sh.pid", tmp_path / "sleep.pid"
