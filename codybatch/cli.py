@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from codybatch.fleet_records import ErrorClass, FleetStatus
-from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus
+from codybatch.records import Job, JobStatus, Publishing, RepositoryResult
 from codybatch.settings import Settings
 
 
@@ -126,13 +126,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if job.status == JobStatus.COMPLETED else 1
 
 
-# `codybatch worker` exit codes: 0 done, 3 the repository FAILED and the store says why (a
-# retry would repeat it), 75 the worker itself failed (a retry may help). Python's own
-# exit 1 (an uncaught error) is therefore never mistaken for a recorded failure.
-EXIT_RECORDED_FAILURE = 3
-EXIT_TEMPORARY_FAILURE = 75
-
-
 def _forbid_inspection() -> None:
     """Make this process undumpable, so steps running as the same (non-root) user cannot
     read its environment or memory (/proc/PID/environ, ptrace) and the secrets in them."""
@@ -150,7 +143,7 @@ def _stop(signum: int, frame: object) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from codybatch.worker import run_worker
+    from codybatch.worker import WorkerError, exit_code, run_worker
 
     repository = _repo_key(args.repository)
     # Stopped from outside (a cancelled run, a terminated Batch job): unwind cleanly, so the
@@ -162,7 +155,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     except Exception as exc:
         # Not a recorded failure of the repository: the runner may retry (EX_TEMPFAIL).
         logging.getLogger("codybatch.worker").exception("worker error: %s", exc)
-        return EXIT_TEMPORARY_FAILURE
+        return exc.exit_code if isinstance(exc, WorkerError) else WorkerError.exit_code
     print(
         json.dumps(
             {
@@ -174,7 +167,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
     )
-    return EXIT_RECORDED_FAILURE if result.status == RepositoryStatus.FAILED else 0
+    return exit_code(result)
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,14 +225,12 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
         if r.summary:
             extra.append(f"summary: {r.summary}")
         if r.stop_reason and r.stop_reason != "finished":
-            limit = (r.details.get("agent") or {}).get("limit")
+            limit = r.agent.limit if r.agent else None
             extra.append(f"stop reason: {r.stop_reason}" + (f" ({limit})" if limit else ""))
-        if r.details.get("disagreement"):
-            extra.append(f"note: {r.details['disagreement']}")
-        if r.details.get("verify"):
-            v = r.details["verify"]
-            outcome = "passed" if v.get("passed") else "FAILED"
-            extra.append(f"verify: {outcome} ({v.get('command')})")
+        extra.extend(f"note: {warning}" for warning in r.warnings)
+        if r.verify:
+            outcome = "passed" if r.verify.passed else "FAILED"
+            extra.append(f"verify: {outcome} ({r.verify.command})")
         if extra:
             print(f"\n{r.repository}:\n  " + "\n  ".join(extra))
     return 0
@@ -301,9 +292,9 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     failed = False
     for r in results:
-        pr = r.details.get("pull_request") or {}
-        failed = failed or pr.get("action") == "failed"
-        print(f"{r.repository}: {pr.get('action', '-')}  {r.pr_url or ''}  {pr.get('reason', '')}")
+        pr = r.publishing or Publishing(action="-")
+        failed = failed or pr.action == "failed"
+        print(f"{r.repository}: {pr.action}  {r.pr_url or ''}  {pr.reason}")
     return 1 if failed else 0
 
 

@@ -29,8 +29,7 @@ from codybatch.github import (
     pr_slot,
     resolve_repository,
 )
-from codybatch.prparts import FixRound, now_iso, rounds_of
-from codybatch.records import Job, RepositoryResult
+from codybatch.records import FixRound, Job, RepositoryResult, now_iso
 from codybatch.redact import contains_secret, redact_text
 from codybatch.settings import Settings
 from codybatch.shell import truncate
@@ -64,7 +63,7 @@ class Feedback:
 
 
 def _seen(result: RepositoryResult) -> set[int]:
-    return {i for r in rounds_of(result.details) for i in r.seen}
+    return {i for r in result.fix_rounds for i in r.seen}
 
 
 def _log_tail(pull: PullRequest, job_id: int, settings: Settings) -> str:
@@ -139,7 +138,7 @@ def gather(
         context.append(f"### {comment.user.login} on `{where}`\n{comment.body}")
         new_ids.append(comment.id)
         replies.append(comment.id)
-    head_judged = any(r.head_before == pull.head.sha for r in rounds_of(result.details))
+    head_judged = any(r.head_before == pull.head.sha for r in result.fix_rounds)
     if not head_judged:
         failing = failing_checks(pull, settings)
         if failing:
@@ -228,9 +227,9 @@ def follow_up(
 ) -> FixRound | None:
     """Refresh one PR and run its due round; None when nothing is due."""
     pull = github_call(settings, f"reading #{result.pr_number}", lambda: fetch_pull(result, gh))
-    result.details["tracking"] = github_call(settings, "its checks", lambda: tracking_record(pull))
+    result.tracking = github_call(settings, "its checks", lambda: tracking_record(pull))
     if pull.state != "open":
-        result.pr_state = result.details["tracking"]["state"]
+        result.pr_state = result.tracking.state
         save_with_retry(store, result, ("pr_state", "tracking"))
         return None
     feedback = github_call(
@@ -239,7 +238,7 @@ def follow_up(
     if feedback is None:
         save_with_retry(store, result, ("tracking",))
         return None
-    rounds = rounds_of(result.details)
+    rounds = list(result.fix_rounds)
     spent = result.usage.usd
     if len(rounds) >= spec.max_fix_rounds or spec.max_usd - spent < MIN_USD:
         why = (
@@ -247,8 +246,8 @@ def follow_up(
             if len(rounds) >= spec.max_fix_rounds
             else f"the job's USD limit is spent (${spent:.2f} of ${spec.max_usd:.2f})"
         )
-        if result.details.get("followup_stopped") != why:
-            result.details["followup_stopped"] = why
+        if result.followup_stopped != why:
+            result.followup_stopped = why
             _comment(
                 pull, f"Cody Batch stops following up here: {why}. Over to a person.", settings
             )
@@ -267,8 +266,8 @@ def follow_up(
         fix.outcome, fix.note = "failed", redact_text(str(exc), settings.secrets)
     fix.finished_at = now_iso()
     result.usage = result.usage + fix.usage
-    result.details["rounds"] = [*[r.to_dict() for r in rounds], fix.to_dict()]
-    save_with_retry(store, result, ("tracking", "rounds", "usage"))
+    result.fix_rounds = [*rounds, fix]
+    save_with_retry(store, result, ("tracking", "fix_rounds", "usage"))
     log.info("%s round %d (%s): %s %s", result.repository, fix.number, fix.trigger, fix.outcome,
              fix.note)  # fmt: skip
     return fix

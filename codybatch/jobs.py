@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -12,6 +11,7 @@ from codybatch.records import (
     FINISHED_JOB_STATUSES,
     Job,
     JobStatus,
+    RepositoryResult,
     RepositoryStatus,
     Usage,
     job_status_from_results,
@@ -19,7 +19,7 @@ from codybatch.records import (
 )
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec, SpecError
-from codybatch.store import StaleWriteError, Store
+from codybatch.store import Store
 
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 
@@ -145,12 +145,12 @@ def sweep_jobs(
 
 
 def _close_unfinished(store: Store, job_id: str, status: RepositoryStatus, error: str) -> None:
+    def close(result: RepositoryResult) -> bool:
+        if result.finished:  # a worker that finished meanwhile wins: its result stands
+            return False
+        result.status, result.error, result.finished_at = status, error, utcnow()
+        return True
+
     for result in store.list_results(job_id):
-        if result.finished:
-            continue
-        result.status = status
-        result.error = error
-        result.finished_at = utcnow()
-        # A worker that finished meanwhile wins: its result stands.
-        with contextlib.suppress(StaleWriteError):
-            store.save_result(result)
+        if not result.finished:
+            store.update_result(job_id, result.repository, close)

@@ -15,8 +15,7 @@ from github import Github, GithubException
 from github.PullRequest import PullRequest
 
 from codybatch.github import GitHubError, client, describe, github_call
-from codybatch.prparts import MergeAttempt, merge_part
-from codybatch.records import RepositoryResult
+from codybatch.records import MergeAttempt, MergePart, RepositoryResult
 from codybatch.redact import redact_text
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec, SpecError
@@ -172,7 +171,7 @@ def decide(
         attempt, pull = github_call(settings, what, run)
     except GitHubError as exc:
         attempt, pull = MergeAttempt("failed", str(exc), by=by), None
-    part = merge_part(result.details)
+    part = result.merge or MergePart()
     part.mode = mode
     part.record(attempt)
     if attempt.outcome == "merged" and pull is not None:
@@ -185,7 +184,7 @@ def decide(
         except GitHubError as exc:
             part.branch_deleted = False
             part.reason += f"; the branch was not deleted: {exc}"
-    result.details["merge"] = part.to_dict()
+    result.merge = part
     log.info(
         "%s #%s: %s (%s)", result.repository, result.pr_number, attempt.outcome, attempt.reason
     )

@@ -6,6 +6,7 @@ an open one is updated, never duplicated; one merged or closed by a person is le
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -28,7 +29,7 @@ from codybatch.github import (
     pr_slot,
     resolve_repository,
 )
-from codybatch.records import Job, RepositoryResult, RepositoryStatus
+from codybatch.records import Job, Phase, Publishing, RepositoryResult, RepositoryStatus
 from codybatch.redact import redact_text
 from codybatch.settings import Settings
 from codybatch.shell import truncate
@@ -148,7 +149,7 @@ def publish_stored(
 ) -> list[RepositoryResult]:
     """Open (or update) PRs from the stored patches of a job, without running anything again.
 
-    Per-repository failures are recorded as details["pull_request"]["action"] == "failed";
+    Per-repository failures are recorded as publishing.action == "failed";
     a job or repository that does not exist raises PublishError.
     """
     job = store.get_job(job_id)
@@ -174,7 +175,7 @@ def publish_stored(
         except (PublishError, GitHubError, git.GitError) as exc:
             reason = redact_text(str(exc), settings.secrets)
             log.warning("%s: not published: %s", key, reason)
-            result.details["pull_request"] = {"action": "failed", "reason": reason}
+            result.publishing = Publishing(action="failed", reason=reason)
         results.append(_save(store, result))
     return results
 
@@ -185,8 +186,8 @@ def _publish_stored_one(
     repo = spec.repository(key)
     if repo.is_local:
         raise PublishError(f"{key} is a local repository: pull requests need GitHub")
-    publish_failed = result.status == RepositoryStatus.FAILED and result.details.get(
-        "publish_failed"
+    publish_failed = (
+        result.status == RepositoryStatus.FAILED and result.failed_phase == Phase.PUBLISHING
     )
     if result.status != RepositoryStatus.COMPLETED and not publish_failed:
         raise PublishError(f"{key} is {result.status.value}: only a completed run can be published")
@@ -197,7 +198,7 @@ def _publish_stored_one(
     remote = resolve_repository(repo, settings)
     if remote.archived:
         raise PublishError(f"{remote.full_name} is archived: nothing can be published")
-    base = result.details.get("base_branch") or spec.base_branch or remote.default_branch
+    base = result.base_branch or spec.base_branch or remote.default_branch
     with tempfile.TemporaryDirectory(prefix="codybatch-publish-") as tmp:
         checkout = Path(tmp) / "checkout"
         git.clone(remote.clone_url, checkout, branch=base, token=settings.github_token or None)
@@ -208,21 +209,19 @@ def _publish_stored_one(
         publish_changes(checkout, remote, job, spec, result, settings)
     if publish_failed:
         # The change itself was made; only publishing had failed, and now it worked.
-        result.status, result.error = RepositoryStatus.COMPLETED, None
-        result.details.pop("publish_failed", None)
+        result.status, result.error, result.failed_phase = RepositoryStatus.COMPLETED, None, None
 
 
 def _save(store: Store, result: RepositoryResult) -> RepositoryResult:
-    try:
+    """Save what publishing did; over a newer record (a worker wrote meanwhile), add only that."""
+    with contextlib.suppress(StaleWriteError):
         return store.save_result(result)
-    except StaleWriteError:
-        # A worker wrote meanwhile: keep its record, add what publishing did.
-        stored = store.get_result(result.job_id, result.repository)
-        assert stored is not None
-        for name in ("pr_url", "pr_number", "pr_state"):
+
+    def add_publishing(stored: RepositoryResult) -> None:
+        for name in ("pr_url", "pr_number", "pr_state", "publishing"):
             setattr(stored, name, getattr(result, name))
-        stored.details["pull_request"] = result.details.get("pull_request")
-        return store.save_result(stored)
+
+    return store.update_result(result.job_id, result.repository, add_publishing)
 
 
 def _record(
@@ -232,13 +231,13 @@ def _record(
     reason: str,
     pull: PullRequest | None = None,
 ) -> None:
-    info: dict[str, Any] = {"action": action, "reason": reason, "branch": branch}
+    info = Publishing(action=action, reason=reason, branch=branch)
     if pull is not None:
         result.pr_url = pull.html_url
         result.pr_number = pull.number
         result.pr_state = pull_state(pull)
-        info.update(number=pull.number, url=pull.html_url, state=result.pr_state)
-    result.details["pull_request"] = info
+        info.number, info.url, info.state = pull.number, pull.html_url, result.pr_state
+    result.publishing = info
     log.info("%s: pull request %s (%s)", result.repository, action, reason)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
+import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -133,7 +136,7 @@ class Job:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        return _encode(self)
+        return encode(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
@@ -152,13 +155,189 @@ class Job:
         )
 
 
+class Phase(StrEnum):
+    """Where a repository's worker is (progress), or where it failed."""
+
+    QUEUED = "queued"
+    CHECKING = "checking"
+    CLONING = "cloning"
+    STEPS = "steps"
+    CLAUDE = "claude"
+    VERIFY = "verify"
+    DIFF = "diff"
+    PUBLISHING = "publishing"
+    DONE = "done"
+
+
+# The typed parts of a repository's result. Each is a plain dataclass; `encode`/`decode`
+# store them (decode ignores unknown keys and fills missing ones, so old records still read).
+# To add a part: a dataclass here, a field on RepositoryResult with a default, a test.
+
+
+@dataclass
+class CommandRun:
+    """One shell step: what ran, how it ended, the (bounded, redacted) output."""
+
+    command: str
+    exit_code: int | None = None
+    output: str = ""
+    seconds: float = 0.0
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass
+class Verification:
+    """The verify command's last run and how many runs and fix rounds it took."""
+
+    command: str
+    passed: bool
+    exit_code: int | None = None
+    output: str = ""
+    timed_out: bool = False
+    seconds: float = 0.0
+    rounds: int = 1
+    fix_rounds: int = 0
+
+
+@dataclass
+class AgentSession:
+    """How Claude's session ended (the thread itself is stored beside the result)."""
+
+    stop_reason: str
+    limit: str | None = None
+    summary: str | None = None
+    pr_title: str | None = None
+    changes_claimed: bool | None = None
+    turns: int = 0
+    error: str | None = None
+    model: str | None = None
+
+
+@dataclass
+class Publishing:
+    """What publishing did to the pull request (action: opened, updated, failed, ...)."""
+
+    action: str
+    reason: str = ""
+    branch: str | None = None
+    number: int | None = None
+    url: str | None = None
+    state: str | None = None
+
+
+@dataclass
+class Tracking:
+    """The pull request as GitHub last reported it."""
+
+    state: str | None = None
+    checks: str | None = None  # success, failure, pending, none
+    review: str | None = None  # approved, changes_requested, commented, none
+    head_sha: str | None = None
+    mergeable: bool | None = None
+    mergeable_state: str | None = None
+    labels: list[str] = field(default_factory=list)
+    auto_merge: bool = False
+    refreshed_at: datetime | None = None
+
+
+def now_iso() -> str:
+    return utcnow().isoformat()
+
+
+@dataclass
+class FixRound:
+    """One follow-up round on an open PR: what triggered it and what it did."""
+
+    number: int
+    trigger: str  # failing_check, changes_requested, review_comments, command, conflict
+    trigger_detail: str = ""
+    started_at: str = field(default_factory=now_iso)
+    finished_at: str | None = None
+    outcome: str = "running"  # pushed, rebased, no_change, stopped, failed
+    note: str = ""
+    summary: str = ""
+    head_before: str | None = None
+    head_after: str | None = None
+    changed_files: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    patch: str = ""  # the round's own change (text patch), bounded
+    thread_key: str | None = None  # the store's thread name of the round
+    reply_url: str | None = None
+    seen: list[int] = field(default_factory=list)  # comment/review ids this round answered
+
+
+@dataclass
+class ApprovalPart:
+    """A person's decision about publishing a reviewed repository."""
+
+    state: str = "pending"  # pending, approved, rejected, timed_out
+    by: str | None = None
+    at: str | None = None
+    note: str = ""
+
+
+MAX_MERGE_HISTORY = 20  # merge attempts kept per result (the newest)
+
+
+@dataclass
+class MergeAttempt:
+    """One decision about merging: merged, refused, auto_merge (enabled) or failed."""
+
+    outcome: str
+    reason: str
+    at: str = field(default_factory=now_iso)
+    by: str = "tracking"  # tracking, cli, ui or a person's name
+    sha: str | None = None  # the head that was judged (merged when outcome is merged)
+    method: str | None = None
+
+
+@dataclass
+class MergePart:
+    """The merge state of a result's PR: the last decision and the ones before it."""
+
+    mode: str = "off"  # the job's merge setting when decided
+    state: str = "waiting"  # waiting, merged, refused, auto_merge, failed
+    reason: str = ""
+    at: str | None = None
+    merge_sha: str | None = None
+    branch_deleted: bool | None = None
+    history: list[MergeAttempt] = field(default_factory=list)
+
+    def record(self, attempt: MergeAttempt) -> None:
+        self.state, self.reason, self.at = attempt.outcome, attempt.reason, attempt.at
+        last = self.history[-1] if self.history else None
+        if last and (last.outcome, last.reason, last.sha) == (
+            attempt.outcome,
+            attempt.reason,
+            attempt.sha,
+        ):
+            last.at = attempt.at  # the same refusal again: one entry, the latest time
+            return
+        self.history = [*self.history, attempt][-MAX_MERGE_HISTORY:]
+
+
+@dataclass
+class Progress:
+    """What the worker is doing now: written as it changes, at most every few seconds."""
+
+    phase: Phase = Phase.QUEUED
+    turn: int = 0
+    usage: Usage = field(default_factory=Usage)
+    last_tool: str | None = None
+    detail: str | None = None  # e.g. the step's command
+    updated_at: datetime | None = None
+
+
 @dataclass
 class RepositoryResult:
     """What happened to one repository of a job.
 
     `revision` counts writes; stores refuse a write whose revision is not the one
     they hold, so a late or retried worker never overwrites a newer state.
-    `details` holds the rest of the record (steps, verify, agent facts, PR facts).
     """
 
     job_id: str
@@ -171,11 +350,25 @@ class RepositoryResult:
     pr_number: int | None = None
     pr_state: str | None = None
     error: str | None = None
+    failed_phase: Phase | None = None  # where `error` happened
     stop_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     has_patch: bool = False
     has_thread: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
+    base_branch: str | None = None
+    changed_files: list[str] = field(default_factory=list)
+    steps: list[CommandRun] = field(default_factory=list)
+    agent: AgentSession | None = None
+    verify: Verification | None = None
+    publishing: Publishing | None = None
+    tracking: Tracking | None = None
+    fix_rounds: list[FixRound] = field(default_factory=list)
+    followup_stopped: str | None = None  # why follow-ups stopped (e.g. max_fix_rounds reached)
+    approval: ApprovalPart | None = None
+    merge: MergePart | None = None
+    progress: Progress = field(default_factory=Progress)
+    instructions: list[str] = field(default_factory=list)  # repository instruction files used
+    warnings: list[str] = field(default_factory=list)  # shown beside the result, not failures
     attempts: int = 0
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
@@ -189,21 +382,40 @@ class RepositoryResult:
         return self.status in FINISHED_REPOSITORY_STATUSES
 
     def to_dict(self) -> dict[str, Any]:
-        return _encode(self)
+        return encode(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RepositoryResult:
-        kwargs = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        kwargs["status"] = RepositoryStatus(kwargs.get("status", "PENDING"))
-        kwargs["usage"] = Usage.from_dict(data.get("usage"))
-        for name in ("created_at", "updated_at", "started_at", "finished_at", "expires_at"):
-            if kwargs.get(name) is not None:
-                kwargs[name] = _dt(kwargs[name])
-        if kwargs.get("pr_number") is not None:
-            kwargs["pr_number"] = int(kwargs["pr_number"])
-        kwargs["revision"] = int(kwargs.get("revision", 0))
-        kwargs["attempts"] = int(kwargs.get("attempts", 0))
-        return cls(**kwargs)
+        data = dict(data)
+        legacy = data.pop("details", None)
+        if isinstance(legacy, dict):
+            data = _from_details(legacy) | data
+        return decode(cls, data)
+
+
+def _from_details(details: dict[str, Any]) -> dict[str, Any]:
+    """The typed parts of a record written before they existed (its `details` dict)."""
+    out: dict[str, Any] = {}
+    for old, new in (
+        ("steps", "steps"),
+        ("agent", "agent"),
+        ("verify", "verify"),
+        ("pull_request", "publishing"),
+        ("tracking", "tracking"),
+        ("base_branch", "base_branch"),
+        ("changed_files", "changed_files"),
+        ("rounds", "fix_rounds"),
+        ("followup_stopped", "followup_stopped"),
+        ("approval", "approval"),
+        ("merge", "merge"),
+    ):
+        if details.get(old) is not None:
+            out[new] = details[old]
+    if details.get("disagreement"):
+        out["warnings"] = [details["disagreement"]]
+    if details.get("publish_failed"):
+        out["failed_phase"] = Phase.PUBLISHING.value
+    return out
 
 
 def job_status_from_results(results: list[RepositoryResult]) -> JobStatus:
@@ -223,24 +435,63 @@ def job_status_from_results(results: list[RepositoryResult]) -> JobStatus:
     return JobStatus.PARTIAL
 
 
-def _encode(obj: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, Usage):
-            value = value.to_dict()
-        elif isinstance(value, StrEnum):
-            value = value.value
-        out[f.name] = value
-    return out
+def encode(value: Any) -> Any:
+    """A record (or any part of one) as JSON-able data: dicts, lists, str, numbers."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        return {k: encode(v) for k, v in value.items()}
+    return value
+
+
+def decode(kind: Any, data: Any) -> Any:
+    """The inverse of `encode`, driven by type hints; unknown keys are ignored."""
+    if data is None:
+        return None
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):
+        return decode(next(a for a in args if a is not type(None)), data)
+    if origin is list:
+        return [decode(args[0], v) for v in data]
+    if origin is dict:
+        return dict(data)
+    if dataclasses.is_dataclass(kind):
+        if isinstance(data, kind):
+            return data
+        hints = _hints(kind)
+        return kind(
+            **{
+                f.name: decode(hints[f.name], data[f.name])
+                for f in dataclasses.fields(kind)
+                if f.name in data and (data[f.name] is not None or _optional(hints[f.name]))
+            }
+        )
+    if kind is datetime:
+        return _dt(data)
+    if kind is bool:
+        return bool(data)
+    if kind in (int, float, str) or (isinstance(kind, type) and issubclass(kind, StrEnum)):
+        return kind(data)
+    return data
+
+
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    return typing.get_type_hints(kind)
+
+
+def _optional(kind: Any) -> bool:
+    return type(None) in typing.get_args(kind)
 
 
 def _dt(value: str | datetime) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    parsed = datetime.fromisoformat(value)
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

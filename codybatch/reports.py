@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from codybatch.fleet_records import FleetEntry
-from codybatch.records import Job, RepositoryResult, RepositoryStatus
+from codybatch.records import Job, RepositoryResult, RepositoryStatus, Tracking
 from codybatch.store import Store
 
 # A job and its results, as read once from the store.
@@ -130,7 +130,7 @@ def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
 
 
 def result_row(job: Job, r: RepositoryResult) -> dict[str, Any]:
-    tracking = r.details.get("tracking") or {}
+    tracking = r.tracking or Tracking()
     return {
         "job_id": job.job_id,
         "job_name": job.name,
@@ -141,8 +141,8 @@ def result_row(job: Job, r: RepositoryResult) -> dict[str, Any]:
         "pr_url": r.pr_url,
         "pr_number": r.pr_number,
         "pr_state": r.pr_state,
-        "checks": tracking.get("checks"),
-        "review": tracking.get("review"),
+        "checks": tracking.checks,
+        "review": tracking.review,
         "stop_reason": r.stop_reason,
         "error": r.error,
         **r.usage.to_dict(),

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from github import Github
 from github.PullRequest import PullRequest
 
 from codybatch.github import GitHubError, client, github_call
 from codybatch.publish import pull_state
-from codybatch.records import Job, RepositoryResult, utcnow
+from codybatch.records import Job, RepositoryResult, Tracking, utcnow
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec, SpecError, parse_repository
-from codybatch.store import StaleWriteError, Store
+from codybatch.store import NotFoundError, StaleWriteError, Store
 
 log = logging.getLogger("codybatch.tracking")
 
@@ -88,28 +88,28 @@ def fetch_pull(result: RepositoryResult, gh: Github) -> PullRequest:
     return gh.get_repo(f"{repo.owner}/{repo.name}").get_pull(int(result.pr_number or 0))
 
 
-def tracking_record(pull: PullRequest) -> dict[str, Any]:
+def tracking_record(pull: PullRequest) -> Tracking:
     """What tracking keeps about a PR: state, checks, review, mergeability, labels."""
     state = pull_state(pull)
-    return {
-        "state": state,
-        "checks": checks_state(pull) if state == "open" else None,
-        "review": review_state(pull),
-        "head_sha": pull.head.sha,
-        "mergeable": pull.mergeable if state == "open" else None,
-        "mergeable_state": pull.mergeable_state if state == "open" else None,
-        "labels": [label.name for label in pull.labels],
-        "auto_merge": bool(pull.raw_data.get("auto_merge")),
-        "refreshed_at": utcnow().isoformat(),
-    }
+    return Tracking(
+        state=state,
+        checks=checks_state(pull) if state == "open" else None,
+        review=review_state(pull),
+        head_sha=pull.head.sha,
+        mergeable=pull.mergeable if state == "open" else None,
+        mergeable_state=pull.mergeable_state if state == "open" else None,
+        labels=[label.name for label in pull.labels],
+        auto_merge=bool(pull.raw_data.get("auto_merge")),
+        refreshed_at=utcnow(),
+    )
 
 
-def _read(result: RepositoryResult, gh: Github) -> tuple[PullRequest, dict[str, Any]]:
+def _read(result: RepositoryResult, gh: Github) -> tuple[PullRequest, Tracking]:
     pull = fetch_pull(result, gh)
     return pull, tracking_record(pull)
 
 
-def refresh(result: RepositoryResult, gh: Github, settings: Settings) -> dict[str, Any]:
+def refresh(result: RepositoryResult, gh: Github, settings: Settings) -> Tracking:
     """Ask GitHub for one PR's state, checks and review; return the tracking record."""
     return github_call(
         settings,
@@ -131,22 +131,19 @@ def stored_spec(job: Job, settings: Settings) -> JobSpec | None:
 def save_with_retry(
     store: Store, result: RepositoryResult, fields: tuple[str, ...]
 ) -> RepositoryResult:
-    """Save result; when someone wrote meanwhile, copy `fields` (attributes or details keys)
-    onto the fresh record and save that, so neither write is lost."""
-    for _ in range(5):
-        try:
-            return store.save_result(result)
-        except StaleWriteError:
-            fresh = store.get_result(result.job_id, result.repository)
-            if fresh is None:
-                return result
-            for name in fields:
-                if hasattr(fresh, name) and name != "details":
-                    setattr(fresh, name, getattr(result, name))
-                elif name in result.details:
-                    fresh.details[name] = result.details[name]
-            result = fresh
-    raise StaleWriteError(f"{result.repository}: written by others five times in a row")
+    """Save result; when someone wrote meanwhile, copy `fields` onto the fresh record (the
+    store's compare-and-swap), so neither write is lost."""
+    with contextlib.suppress(StaleWriteError):
+        return store.save_result(result)
+
+    def copy_fields(fresh: RepositoryResult) -> None:
+        for name in fields:
+            setattr(fresh, name, getattr(result, name))
+
+    try:
+        return store.update_result(result.job_id, result.repository, copy_fields)
+    except NotFoundError:
+        return result
 
 
 def pull_requests_to_track(
@@ -187,17 +184,13 @@ def track_pull_requests(store: Store, settings: Settings) -> list[Tracked]:
                 item.error = str(exc)
                 log.warning("%s #%s: %s", result.repository, result.pr_number, exc)
                 continue
-            item.after, item.checks, item.review = (
-                record["state"],
-                record["checks"],
-                record["review"],
-            )
-            result.pr_state = record["state"]
-            result.details["tracking"] = record
-            if spec is not None and spec.merge != "off" and record["state"] == "open":
+            item.after, item.checks, item.review = record.state, record.checks, record.review
+            result.pr_state = record.state
+            result.tracking = record
+            if spec is not None and spec.merge != "off" and record.state == "open":
                 attempt = decide(result, spec, gh, settings, pull=pull)
                 item.merge = f"{attempt.outcome}: {attempt.reason}"
                 if attempt.outcome == "merged":
-                    item.after = record["state"] = "merged"
+                    item.after = record.state = "merged"
             save_with_retry(store, result, ("pr_state", "tracking", "merge"))
     return tracked

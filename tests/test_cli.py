@@ -318,7 +318,7 @@ def test_show_json(
         (str(repos[1]), "COMPLETED", True),
         (str(repos[2]), "COMPLETED", False),
     ]
-    assert data["results"][0]["details"]["steps"][0]["command"] == SED
+    assert data["results"][0]["steps"][0]["command"] == SED
 
 
 def test_show_an_unknown_job(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,12 @@ import pytest
 
 from codybatch.records import (
     RETENTION,
+    CommandRun,
     Job,
     JobStatus,
+    Phase,
+    Progress,
+    Publishing,
     RepositoryResult,
     RepositoryStatus,
     Usage,
@@ -66,7 +70,9 @@ def test_result_round_trips_through_json() -> None:
         pr_number=3,
         usage=Usage(5, 6, 0, 0, 0.01),
         has_patch=True,
-        details={"steps": [{"command": "true", "exit_code": 0}]},
+        steps=[CommandRun("true", exit_code=0)],
+        publishing=Publishing("opened", number=3),
+        progress=Progress(Phase.DONE, turn=2, updated_at=T0),
         attempts=2,
         created_at=T0,
         updated_at=T0,
@@ -77,6 +83,36 @@ def test_result_round_trips_through_json() -> None:
     data = json.loads(json.dumps(result.to_dict()))
     assert RepositoryResult.from_dict(data) == result
     assert result.finished
+
+
+def test_a_record_from_before_the_typed_parts_still_reads() -> None:
+    old = {
+        "job_id": "j",
+        "repository": "r",
+        "status": "FAILED",
+        "details": {
+            "steps": [{"command": "make", "exit_code": 2, "output": "x", "seconds": 1.5}],
+            "agent": {"stop_reason": "finished", "changes_claimed": True, "turns": 4, "x": 1},
+            "verify": {"command": "pytest", "passed": True, "rounds": 1, "exit_code": 0},
+            "pull_request": {"action": "failed", "reason": "no token"},
+            "tracking": {"state": "open", "refreshed_at": "2030-01-01T00:00:00+00:00"},
+            "base_branch": "main",
+            "changed_files": ["a.py"],
+            "disagreement": "Claude said changes_necessary=True, the diff says False",
+            "publish_failed": True,
+        },
+    }
+    result = RepositoryResult.from_dict(old)
+    assert result.steps == [CommandRun("make", exit_code=2, output="x", seconds=1.5)]
+    assert result.agent is not None and (result.agent.turns, result.agent.limit) == (4, None)
+    assert result.verify is not None and result.verify.passed
+    assert result.publishing == Publishing("failed", "no token")
+    assert result.tracking is not None
+    assert result.tracking.refreshed_at == datetime(2030, 1, 1, tzinfo=UTC)
+    assert (result.base_branch, result.changed_files) == ("main", ["a.py"])
+    assert result.warnings == [old["details"]["disagreement"]]
+    assert result.failed_phase == Phase.PUBLISHING
+    assert "details" not in result.to_dict()
 
 
 def test_result_from_a_sparse_dict() -> None:

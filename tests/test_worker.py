@@ -13,7 +13,7 @@ import pytest
 
 from codybatch import git
 from codybatch.jobs import register_job
-from codybatch.records import JobStatus, RepositoryResult, RepositoryStatus
+from codybatch.records import JobStatus, Phase, RepositoryResult, RepositoryStatus
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec
 from codybatch.store.local import LocalStore
@@ -83,12 +83,13 @@ def test_changed_repository_completes_with_a_patch(
     assert result.status == RepositoryStatus.COMPLETED
     assert result.were_changes_necessary is True and result.has_patch
     assert result.error is None
-    assert result.attempts == 1 and result.revision == 2
+    assert result.attempts == 1 and result.progress.phase == Phase.DONE
+    assert result.revision == 5  # started, cloning, steps, diff, done
     assert result.started_at is not None and result.finished_at is not None
-    assert result.details["base_branch"] == "main"
-    assert result.details["changed_files"] == ["app.py"]
-    step = result.details["steps"][0]
-    assert step["command"] == SED and step["exit_code"] == 0 and not step["timed_out"]
+    assert result.base_branch == "main"
+    assert result.changed_files == ["app.py"]
+    step = result.steps[0]
+    assert step.command == SED and step.exit_code == 0 and not step.timed_out
 
     patch = store.get_patch(job_id, keys[0])
     assert patch and b"-oldFunction()" in patch and b"+newFunction()" in patch
@@ -112,7 +113,7 @@ def test_unchanged_repository_completes_without_changes(
     assert result.were_changes_necessary is False
     assert not result.has_patch
     assert store.get_patch(job_id, keys[0]) == b""
-    assert result.details["changed_files"] == []
+    assert result.changed_files == []
 
 
 def test_every_kind_of_change_by_steps_is_in_the_patch(
@@ -146,16 +147,16 @@ def test_a_failing_step_fails_only_its_repository(
     results = [run_worker(job_id, k, settings=settings, store=store) for k in keys]
 
     assert results[0].status == RepositoryStatus.COMPLETED
-    assert [s["output"].strip() for s in results[0].details["steps"]] == ["", "fine", "after"]
+    assert [s.output.strip() for s in results[0].steps] == ["", "fine", "after"]
 
     failed = results[1]
     assert failed.status == RepositoryStatus.FAILED
     assert failed.error is not None
     assert failed.error.startswith("step 2 (")
     assert "exited with 3" in failed.error and "tests broke: FAIL is here" in failed.error
-    steps = failed.details["steps"]
+    steps = failed.steps
     assert len(steps) == 2  # the step after the failure did not run
-    assert steps[1]["exit_code"] == 3 and "tests broke" in steps[1]["output"]
+    assert steps[1].exit_code == 3 and "tests broke" in steps[1].output
     # what the steps changed before the failure is kept
     assert failed.were_changes_necessary is True
     assert b"+newFunction()" in (store.get_patch(job_id, keys[1]) or b"")
@@ -174,7 +175,7 @@ def test_running_twice_gives_the_same_result_and_no_duplicates(
     assert [store.get_patch(job_id, k) for k in keys] == patches
     results = store.list_results(job_id)
     assert [r.repository for r in results] == keys
-    assert [r.revision for r in results] == [2, 2, 2]  # the re-run wrote nothing
+    assert [r.revision for r in results] == [r.revision for r in first]  # the re-run wrote nothing
     assert [r.attempts for r in results] == [1, 1, 1]
     assert [r.were_changes_necessary for r in results] == [True, True, False]
     assert len(store.list_jobs()) == 1
@@ -188,8 +189,8 @@ def test_force_redoes_a_finished_repository_with_the_same_outcome(
     patch = store.get_patch(job_id, keys[0])
     again = run_worker(job_id, keys[0], settings=settings, store=store, force=True)
     assert again.status == first.status == RepositoryStatus.COMPLETED
-    assert again.attempts == 2 and again.revision == 4
-    assert again.details["changed_files"] == first.details["changed_files"]
+    assert again.attempts == 2 and again.revision == 2 * first.revision
+    assert again.changed_files == first.changed_files
     assert store.get_patch(job_id, keys[0]) == patch
     assert len(store.list_results(job_id)) == 1
 
@@ -207,7 +208,7 @@ def test_a_failed_repository_is_attempted_again(
     assert second.status == RepositoryStatus.COMPLETED
     assert second.error is None and second.attempts == 2
     assert second.were_changes_necessary is True
-    assert len(second.details["steps"]) == 2
+    assert len(second.steps) == 2
 
 
 def test_a_retry_does_not_keep_the_previous_attempts_diff(
@@ -240,7 +241,7 @@ def test_the_worker_checks_the_allowlist_again(
     assert refused.status == RepositoryStatus.FAILED
     assert refused.error is not None and "allowlist" in refused.error
     assert str(repos["b"]) in refused.error
-    assert refused.were_changes_necessary is None and refused.details.get("steps") is None
+    assert refused.were_changes_necessary is None and refused.steps == []
     # a refused repository does not fail the others of the job
     assert allowed.status == RepositoryStatus.COMPLETED, allowed.error
 
@@ -253,8 +254,8 @@ def test_a_step_timeout_fails_the_repository(
     result = run_worker(job_id, keys[0], settings=quick, store=store)
     assert result.status == RepositoryStatus.FAILED
     assert result.error is not None and "timed out" in result.error
-    step = result.details["steps"][0]
-    assert step["timed_out"] and step["exit_code"] is None and "waiting" in step["output"]
+    step = result.steps[0]
+    assert step.timed_out and step.exit_code is None and "waiting" in step.output
 
 
 def test_the_checkout_is_removed(
@@ -270,7 +271,7 @@ def test_the_checkout_is_removed(
     results = [run_worker(job_id, k, settings=settings, store=store) for k in keys]
     assert [r.status for r in results] == [RepositoryStatus.COMPLETED, RepositoryStatus.FAILED]
     for r in results:
-        checkout = Path(r.details["steps"][0]["output"].strip())
+        checkout = Path(r.steps[0].output.strip())
         assert checkout.is_relative_to(private_tmp)
         assert not checkout.exists()
     assert list(private_tmp.iterdir()) == []
@@ -291,7 +292,7 @@ def test_steps_never_see_the_secrets(
     # settings without the secrets: nothing would mask them, so only the clean env keeps them out
     passing = dataclasses.replace(settings, step_env=("VISIBLE_VARIABLE", "GITHUB_TOKEN"))
     result = run_worker(job_id, keys[0], settings=passing, store=store)
-    output = result.details["steps"][0]["output"]
+    output = result.steps[0].output
     assert "VISIBLE_VARIABLE=seen" in output  # CODYBATCH_STEP_ENV passes it
     assert "UNLISTED_VARIABLE" not in output
     for secret in (token, key, "GITHUB_TOKEN", "ANTHROPIC_API_KEY"):
@@ -308,7 +309,7 @@ def test_secrets_printed_by_a_step_are_masked(
     job_id, keys = register(store, settings, [repo], steps=["cat leak.txt; exit 1"])
     result = run_worker(job_id, keys[0], settings=with_secrets, store=store)
     assert result.status == RepositoryStatus.FAILED
-    assert "token=[REDACTED]" in result.details["steps"][0]["output"]
+    assert "token=[REDACTED]" in result.steps[0].output
     assert token not in (result.error or "") and "[REDACTED]" in (result.error or "")
     db = b"".join(p.read_bytes() for p in store.home.glob("codybatch.db*"))
     assert token.encode() not in db
@@ -337,7 +338,7 @@ def test_a_base_branch_is_used(
     job_id, keys = register(store, settings, [repos["c"]], base_branch="legacy")
     result = run_worker(job_id, keys[0], settings=settings, store=store)
     assert result.status == RepositoryStatus.COMPLETED
-    assert result.details["base_branch"] == "legacy"
+    assert result.base_branch == "legacy"
     assert result.were_changes_necessary is True
 
 
@@ -349,9 +350,9 @@ def test_verify_command_decides_the_outcome(
     )
     passed, failed = (run_worker(job_id, k, settings=settings, store=store) for k in keys)
     assert passed.status == RepositoryStatus.COMPLETED
-    assert passed.details["verify"]["passed"] is True
+    assert passed.verify.passed is True
     assert failed.status == RepositoryStatus.FAILED
-    assert failed.details["verify"]["passed"] is False
+    assert failed.verify.passed is False
     assert (
         failed.error is not None and "verify ('grep -q newFunction app.py') failed" in failed.error
     )
@@ -465,7 +466,7 @@ def test_verify_output_is_redacted(
     job_id, keys = register(store, settings, [repos["a"]], verify=verify)
     done = run_worker(job_id, keys[0], settings=secret_settings, store=store)
     assert done.status == RepositoryStatus.FAILED
-    assert token not in (done.error or "") and token not in str(done.details)
+    assert token not in (done.error or "") and token not in str(done.to_dict())
     assert token.encode() not in (settings.home / "codybatch.db").read_bytes()
 
 

@@ -167,7 +167,7 @@ def test_a_limit_keeps_the_patch_and_says_which(
     (result,) = store.list_results(job.job_id)
     assert result.status == RepositoryStatus.COMPLETED
     assert result.stop_reason == "limit_reached"
-    assert result.details["agent"]["limit"] == "max_turns"
+    assert result.agent.limit == "max_turns"
     assert b"newFunction(items, {version: 2})" in store.get_patch(job.job_id, result.repository)
 
 

@@ -22,9 +22,9 @@ from codybatch import orphans
 from codybatch.airflow.approval import approval_task, publish_approved, request_approval
 from codybatch.airflow.params import job_params, spec_input
 from codybatch.airflow.runend import on_run_end
-from codybatch.cli import EXIT_RECORDED_FAILURE
 from codybatch.records import JobStatus, job_id_for_run
 from codybatch.settings import Settings
+from codybatch.worker import EXIT_RECORDED_FAILURE
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from codybatch.fleet_records import ErrorClass, FleetCounts, FleetEntry, FleetStatus
-from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus, Usage, utcnow
+from codybatch.records import (
+    Job,
+    JobStatus,
+    RepositoryResult,
+    RepositoryStatus,
+    Usage,
+    encode,
+    utcnow,
+)
 from codybatch.settings import Settings
 from codybatch.store.base import NotFoundError, StaleWriteError, Store, StoreError
 
@@ -219,7 +227,7 @@ class AwsStore(Store):
             name: value
             for name, value in _result_item(record, drop_none=False).items()
             if name not in ("jobId", "repositoryName")
-        }
+        } | {"details": None}  # a record from before the typed parts: its dict goes
         expression = _update_expression(attributes)
         expression["UpdateExpression"] = expression["UpdateExpression"].replace(
             "SET ", "SET #position = if_not_exists(#position, :position), ", 1
@@ -624,11 +632,7 @@ def _encode(name: str, value: Any) -> Any:
             return int(value.timestamp())  # the TTL attribute: epoch seconds
         # Fixed width in UTC, so the GSI's string order is time order.
         return value.astimezone(UTC).isoformat(timespec="microseconds")
-    if isinstance(value, Usage):
-        return value.to_dict()
-    if isinstance(value, JobStatus | RepositoryStatus):
-        return value.value
-    return value
+    return encode(value)  # typed parts as maps, enums as their values
 
 
 def _item(record: Any, drop_none: bool = True) -> dict[str, Any]:

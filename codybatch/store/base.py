@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +66,28 @@ class Store(ABC):
     @abstractmethod
     def save_result(self, result: RepositoryResult) -> RepositoryResult:
         """Write a result if nobody wrote since it was read; raise StaleWriteError otherwise."""
+
+    def update_result(
+        self,
+        job_id: str,
+        repository: str,
+        change: Callable[[RepositoryResult], bool | None],
+        attempts: int = 5,
+    ) -> RepositoryResult:
+        """Compare-and-swap: apply `change` to the stored result and save it, re-reading and
+        re-applying when someone wrote meanwhile. `change` returns False to write nothing
+        (the stored result is returned as it is)."""
+        for _ in range(attempts):
+            result = self.get_result(job_id, repository)
+            if result is None:
+                raise NotFoundError(f"{repository} is not a repository of job {job_id}")
+            if change(result) is False:
+                return result
+            try:
+                return self.save_result(result)
+            except StaleWriteError:
+                continue
+        raise StaleWriteError(f"{repository} of {job_id} kept changing: gave up after {attempts}")
 
     @abstractmethod
     def put_patch(self, job_id: str, repository: str, patch: bytes) -> None: ...

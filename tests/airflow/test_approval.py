@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from codybatch.prparts import approval_of
+
 from codybatch.records import job_id_for_run
 from codybatch.store.local import LocalStore
 from tests.fakes.github_server import FakeGitHub, fake_github

@@ -103,7 +103,7 @@ def test_campaign_reconciles_its_pull_requests_run_after_run(
 
     assert set(second) == {"acme/api", "acme/web"}  # docs: same base, same spec, not cloned
     api = second["acme/api"]
-    assert api.pr_number == api_pr and api.details["pull_request"]["action"] == "updated"
+    assert api.pr_number == api_pr and api.publishing.action == "updated"
     assert [p.number for p in fake_github.pulls("acme/api")] == [api_pr]  # never a second PR
     assert fake_github.branch_sha("acme/api", "codybatch/retire-oldfunction") != branch_before
     assert "newFunction" in fake_github.file_at(
@@ -111,7 +111,7 @@ def test_campaign_reconciles_its_pull_requests_run_after_run(
     )
     web = second["acme/web"]
     assert web.were_changes_necessary is False and web.pr_state == "closed"
-    assert web.details["pull_request"]["action"] == "closed"
+    assert web.publishing.action == "closed"
     (web_pull,) = fake_github.pulls("acme/web")
     assert web_pull.state == "closed" and web_pull.comments  # closed with a comment saying why
     docs = LocalStore(codybatch_home).get_fleet("retire", "github.com/acme/docs")
@@ -140,7 +140,7 @@ def test_tracking_sees_a_merge_and_the_campaign_then_leaves_the_repository_alone
     tracked = {t.repository: t for t in track_pull_requests(store, settings)}
     assert tracked["github.com/acme/api"].after == "merged"
     stored = store.get_result(first["acme/api"].job_id, "github.com/acme/api")
-    assert stored.pr_state == "merged" and stored.details["tracking"]["state"] == "merged"
+    assert stored.pr_state == "merged" and stored.tracking.state == "merged"
     # A merged PR is no longer tracked.
     assert "github.com/acme/api" not in {t.repository for t in track_pull_requests(store, settings)}
 

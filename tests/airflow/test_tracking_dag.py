@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from codybatch.prparts import merge_part, rounds_of
 from tests.fakes.anthropic_server import create, fake_anthropic, finish, reply
 from tests.fakes.github_server import fake_github
 from tests.github.test_followup import API, BRANCH, env, start
@@ -34,8 +33,8 @@ def test_tracking_refreshes_refuses_the_red_merge_and_follows_up(env, airflow_ho
     assert run.state == "success"
 
     result = store.get_result("job-f", API)
-    assert merge_part(result.details).reason == "required check ci/test failed"
-    [fix] = rounds_of(result.details)
+    assert result.merge.reason == "required check ci/test failed"
+    [fix] = result.fix_rounds
     assert (fix.trigger, fix.outcome) == ("failing_check", "pushed")
     assert fake.file_at("acme/api", BRANCH, "CHANGELOG.md") == "- use newFunction\n"
     assert not fake.pull("acme/api", 1).merged  # the new head has no passing check yet

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from codybatch.prparts import approval_of
 
 from codybatch.approval import PUBLISH_NONE, decide, reviewable
-from codybatch.prparts import approval_of
 from codybatch.settings import Settings
 from codybatch.store.local import LocalStore
 from tests.fakes.github_server import FakeGitHub

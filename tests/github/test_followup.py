@@ -8,7 +8,6 @@ import pytest
 
 from codybatch import cli
 from codybatch.github import branch_name
-from codybatch.prparts import rounds_of
 from codybatch.settings import Settings
 from codybatch.spec import parse_repository
 from codybatch.store.local import LocalStore
@@ -55,7 +54,7 @@ def start(env, **fields: object) -> str:
 def rounds(store: LocalStore):
     result = store.get_result("job-f", API)
     assert result is not None
-    return result, rounds_of(result.details)
+    return result, result.fix_rounds
 
 
 def test_a_failing_check_is_fixed_in_one_round_and_the_pr_then_merges_when_green(
@@ -164,7 +163,7 @@ def test_follow_up_rounds_are_bounded_and_only_writers_may_ask(
     assert len(claude.message_requests) == calls + 1  # bounded: no second round
     result, [fix] = rounds(store)
     assert fix.outcome == "no_change" and "no further rounds" in fix.note
-    assert result.details["followup_stopped"] == "max_fix_rounds (1) reached"
+    assert result.followup_stopped == "max_fix_rounds (1) reached"
     bodies = [c["body"] for c in fake.pull("acme/api", 1).comments]
     assert any("looked and changed nothing" in b for b in bodies)
     assert bodies[-1].startswith("Cody Batch stops following up here: max_fix_rounds (1)")

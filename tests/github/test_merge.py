@@ -8,7 +8,7 @@ import pytest
 
 from codybatch import cli
 from codybatch.github import branch_name
-from codybatch.prparts import merge_part
+from codybatch.records import MergePart
 from codybatch.settings import Settings
 from codybatch.spec import parse_repository
 from codybatch.store.local import LocalStore
@@ -40,7 +40,7 @@ def open_pr(
 def stored_merge(store: LocalStore, job_id: str = "job-m"):
     result = store.get_result(job_id, API)
     assert result is not None
-    return result, merge_part(result.details)
+    return result, (result.merge or MergePart())
 
 
 def test_no_merge_while_a_required_check_fails_then_merged_when_green(

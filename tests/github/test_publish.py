@@ -9,7 +9,7 @@ import pytest
 
 from codybatch.github import branch_name
 from codybatch.publish import CLOSED_MARKER, PublishError, publish_changes
-from codybatch.records import RepositoryResult
+from codybatch.records import Publishing, RepositoryResult
 from codybatch.settings import Settings
 from tests.fakes.github_server import FakeGitHub
 from tests.github.conftest import NEW, OLD, PUBLIC_URL, ChangeFn, make_job, result_for
@@ -48,7 +48,7 @@ def test_first_run_opens_one_pr_per_changed_repository_and_none_for_the_unchange
     for name in ("acme/api", "acme/web"):
         [pull] = fake_github.pulls(name)
         result = results[name]
-        assert result.details["pull_request"]["action"] == "opened"
+        assert result.publishing.action == "opened"
         assert (result.pr_number, result.pr_state) == (pull.number, "open")
         assert result.pr_url == f"{fake_github.url}/{name}/pull/{pull.number}"
         assert pull.draft is True
@@ -59,7 +59,7 @@ def test_first_run_opens_one_pr_per_changed_repository_and_none_for_the_unchange
     assert fake_github.file_at("acme/api", "main", "app.py") == OLD
     assert fake_github.pulls("acme/docs") == []
     assert BRANCH not in fake_github.branches("acme/docs")
-    assert results["acme/docs"].details["pull_request"]["action"] == "none"
+    assert results["acme/docs"].publishing.action == "none"
     assert results["acme/docs"].pr_url is None
 
 
@@ -120,7 +120,7 @@ def test_second_run_updates_the_same_pull_request(
         pr_title="Use newFunction (and note it)",
     )
     [pull] = fake_github.pulls("acme/api")
-    assert second.details["pull_request"]["action"] == "updated"
+    assert second.publishing.action == "updated"
     assert second.pr_number == first.pr_number == pull.number
     assert pull.title == "Use newFunction (and note it)"
     assert f"{PUBLIC_URL}/codybatch/jobs/job-0002" in pull.body
@@ -136,14 +136,14 @@ def test_identical_rerun_skips_the_push(
     sha = fake_github.branch_sha("acme/api", BRANCH)
     pushes = receive_packs(fake_github)
     again = publish(change, gh_settings, "acme/api", {"app.py": NEW})
-    assert again.details["pull_request"]["action"] == "unchanged"
+    assert again.publishing.action == "unchanged"
     assert receive_packs(fake_github) == pushes
     assert fake_github.branch_sha("acme/api", BRANCH) == sha
     assert len(fake_github.pulls("acme/api")) == 1
     # The base moved: the same diff is pushed again, onto the new base.
     fake_github.commit_files("acme/api", {"other.txt": "x\n"})
     moved = publish(change, gh_settings, "acme/api", {"app.py": NEW})
-    assert moved.details["pull_request"]["action"] == "updated"
+    assert moved.publishing.action == "updated"
     assert fake_github.branch_sha("acme/api", BRANCH) != sha
     assert fake_github.commit_count("acme/api", "main", BRANCH) == 1
 
@@ -155,7 +155,7 @@ def test_no_change_rerun_closes_the_pull_request_and_a_later_change_opens_a_new_
     second = publish(change, gh_settings, "acme/api", {}, job_id="job-0002")
     [pull] = fake_github.pulls("acme/api")
     assert pull.state == "closed" and not pull.merged
-    assert second.details["pull_request"]["action"] == "closed"
+    assert second.publishing.action == "closed"
     assert (second.pr_number, second.pr_state) == (first.pr_number, "closed")
     [comment] = pull.comments
     assert "no changes necessary" in comment["body"]
@@ -163,12 +163,12 @@ def test_no_change_rerun_closes_the_pull_request_and_a_later_change_opens_a_new_
     assert CLOSED_MARKER in pull.body
     # Closing again finds nothing open: nothing happens.
     third = publish(change, gh_settings, "acme/api", {}, job_id="job-0003")
-    assert third.details["pull_request"]["action"] == "none"
+    assert third.publishing.action == "none"
     assert len(pull.comments) == 1
     # Changes are needed again: the PR we closed is not reopened; a new one is opened.
     fourth = publish(change, gh_settings, "acme/api", {"app.py": NEW}, job_id="job-0004")
     old, new = fake_github.pulls("acme/api")
-    assert fourth.details["pull_request"]["action"] == "opened"
+    assert fourth.publishing.action == "opened"
     assert (old.state, new.state, fourth.pr_number) == ("closed", "open", new.number)
     assert not [
         r for r in fake_github.api_requests("PATCH") if (r.json() or {}).get("state") == "open"
@@ -193,9 +193,9 @@ def test_pull_request_merged_or_closed_by_a_person_is_never_reopened(
     again = publish(
         change, gh_settings, "acme/api", {"app.py": NEW, "x.py": "y\n"}, job_id="job-0002"
     )
-    assert again.details["pull_request"]["action"] == f"left_alone_{how}"
+    assert again.publishing.action == f"left_alone_{how}"
     assert (again.pr_number, again.pr_state) == (first.pr_number, how)
-    assert "not reopened" in again.details["pull_request"]["reason"]
+    assert "not reopened" in again.publishing.reason
     assert receive_packs(fake_github) == pushes
     assert fake_github.branch_sha("acme/api", BRANCH) == sha
     assert len(fake_github.api_requests("PATCH")) == writes
@@ -209,7 +209,7 @@ def test_merged_change_then_no_change_is_recorded(
     first = publish(change, gh_settings, "acme/api", {"app.py": NEW})
     fake_github.merge_pull("acme/api", first.pr_number)  # main now holds the change
     again = publish(change, gh_settings, "acme/api", {}, job_id="job-0002")
-    assert again.details["pull_request"]["action"] == "left_alone_merged"
+    assert again.publishing.action == "left_alone_merged"
     assert again.pr_state == "merged"
     assert fake_github.pull("acme/api", first.pr_number).comments == []
 
@@ -233,11 +233,9 @@ def test_no_push_access_records_patch_only(
 ) -> None:
     fake_github.set_push("acme/api", False)
     result = publish(change, gh_settings, "acme/api", {"app.py": NEW})
-    assert result.details["pull_request"] == {
-        "action": "patch_only",
-        "reason": "no push access: patch only",
-        "branch": BRANCH,
-    }
+    assert result.publishing == Publishing(
+        action="patch_only", reason="no push access: patch only", branch=BRANCH
+    )
     assert result.pr_url is None
     assert fake_github.api_requests(route=r"/pulls") == []
     assert receive_packs(fake_github) == 0
@@ -253,7 +251,7 @@ def test_secondary_rate_limit_then_success(
     fake_github.secondary_rate_limit("POST", r"/pulls$", times=2, retry_after=7)
     with caplog.at_level(logging.INFO, logger="codybatch.github"):
         result = publish(change, gh_settings, "acme/api", {"app.py": NEW})
-    assert result.details["pull_request"]["action"] == "opened"
+    assert result.publishing.action == "opened"
     assert [r.status for r in fake_github.api_requests("POST", r"/pulls$")] == [403, 403, 201]
     assert len(fake_github.pulls("acme/api")) == 1
     assert caplog.text.count("GitHub answered 403: asked to wait 7 s") == 2
@@ -273,7 +271,7 @@ def test_secondary_rate_limit_without_retry_after_waits_and_succeeds(
     result = result_for(job, "acme/api", patch)
     with caplog.at_level(logging.INFO, logger="codybatch.github"):
         publish_changes(checkout, remote, job, spec, result, settings)
-    assert result.details["pull_request"]["action"] == "opened"
+    assert result.publishing.action == "opened"
     assert "asked to wait 60 s, waiting 0.05 s" in caplog.text
 
 
@@ -289,7 +287,7 @@ def test_primary_rate_limit_waits_for_the_reset(
     fake_github.primary_rate_limit("GET", r"/pulls$", reset_in=40, status=status)
     with caplog.at_level(logging.INFO, logger="codybatch.github"):
         result = publish(change, gh_settings, "acme/api", {"app.py": NEW})
-    assert result.details["pull_request"]["action"] == "opened"
+    assert result.publishing.action == "opened"
     waits = [
         float(r.getMessage().split("asked to wait ")[1].split(" s")[0])
         for r in caplog.records
@@ -303,7 +301,7 @@ def test_server_errors_are_retried_then_give_a_readable_error(
 ) -> None:
     fake_github.server_error("POST", r"/pulls$", status=502, times=2)
     result = publish(change, gh_settings, "acme/api", {"app.py": NEW})
-    assert result.details["pull_request"]["action"] == "opened"
+    assert result.publishing.action == "opened"
     assert [r.status for r in fake_github.api_requests("POST", r"/pulls$")] == [502, 502, 201]
 
     fake_github.server_error("POST", r"/pulls$", status=503, times=100)
@@ -321,7 +319,7 @@ def test_create_answered_already_exists_updates_the_existing_pull_request(
     fake_github.fail("GET", r"/pulls$", 200, body=[])
     again = publish(change, gh_settings, "acme/api", {"app.py": NEW, "b.py": "b\n"}, job_id="j2")
     assert again.pr_number == first.pr_number
-    assert again.details["pull_request"]["action"] == "updated"
+    assert again.publishing.action == "updated"
     assert len(fake_github.pulls("acme/api")) == 1
 
 

@@ -51,7 +51,7 @@ def run_job(
 
 
 def actions(results: dict[str, RepositoryResult]) -> dict[str, str | None]:
-    return {n: (r.details.get("pull_request") or {}).get("action") for n, r in results.items()}
+    return {n: (r.publishing.action if r.publishing else None) for n, r in results.items()}
 
 
 def test_runs_open_then_keep_then_close_pull_requests(
@@ -114,7 +114,7 @@ def test_rejected_push_fails_the_repository_and_keeps_the_patch(
     (fake_github.repo("acme/api").bare / "codybatch-protected").unlink()
     (published,) = publish_stored("job-1", "acme/api", gh_settings, store)
     assert published.status == RepositoryStatus.COMPLETED and published.error is None
-    assert published.details["pull_request"]["action"] == "opened"
+    assert published.publishing.action == "opened"
     assert len(fake_github.pulls("acme/api")) == 1
 
 
@@ -137,7 +137,7 @@ def test_no_push_access_is_patch_only(
     fake_github.set_push("acme/api", False)
     [result] = run_job(gh_settings, store, ["acme/api"], "job-1").values()
     assert result.status == RepositoryStatus.COMPLETED and result.has_patch
-    assert result.details["pull_request"]["reason"] == "no push access: patch only"
+    assert result.publishing.reason == "no push access: patch only"
     assert fake_github.pulls("acme/api") == []
 
 
@@ -165,14 +165,14 @@ def test_publish_stored_opens_pull_requests_for_a_job_run_without_them(
     fake_github: FakeGitHub, gh_settings: Settings, store: LocalStore, repos: list[str]
 ) -> None:
     ran = run_job(gh_settings, store, repos, "job-1", create_pull_requests=False)
-    assert all("pull_request" not in r.details for r in ran.values())
+    assert all(r.publishing is None for r in ran.values())
     assert all(fake_github.pulls(n) == [] for n in repos)
 
     published = {r.repository: r for r in publish_stored("job-1", None, gh_settings, store)}
     key = {n: parse_repository(n).key for n in repos}
-    assert published[key["acme/api"]].details["pull_request"]["action"] == "opened"
-    assert published[key["acme/web"]].details["pull_request"]["action"] == "opened"
-    assert published[key["acme/docs"]].details["pull_request"]["action"] == "none"
+    assert published[key["acme/api"]].publishing.action == "opened"
+    assert published[key["acme/web"]].publishing.action == "opened"
+    assert published[key["acme/docs"]].publishing.action == "none"
     [pull] = fake_github.pulls("acme/api")
     assert fake_github.file_at("acme/api", BRANCH, "app.py") == NEW
     stored = store.get_result("job-1", key["acme/api"])
@@ -184,7 +184,7 @@ def test_publish_stored_opens_pull_requests_for_a_job_run_without_them(
 
     # Again, one repository: the same PR, nothing pushed, no duplicate.
     [again] = publish_stored("job-1", "acme/api", gh_settings, store)
-    assert again.details["pull_request"]["action"] == "unchanged"
+    assert again.publishing.action == "unchanged"
     assert len(fake_github.pulls("acme/api")) == 1
 
 
@@ -195,10 +195,10 @@ def test_publish_stored_reports_what_cannot_be_published(
     fake_github.commit_files("acme/api", {"app.py": "rewritten by a person\n"})
     fake_github.archive("acme/web")
     results = {r.repository: r for r in publish_stored("job-1", None, gh_settings, store)}
-    api = results[parse_repository("acme/api").key].details["pull_request"]
-    web = results[parse_repository("acme/web").key].details["pull_request"]
-    assert api["action"] == "failed" and "no longer applies" in api["reason"]
-    assert web["action"] == "failed" and "archived" in web["reason"]
+    api = results[parse_repository("acme/api").key].publishing
+    web = results[parse_repository("acme/web").key].publishing
+    assert api.action == "failed" and "no longer applies" in api.reason
+    assert web.action == "failed" and "archived" in web.reason
     assert fake_github.pulls("acme/api") == fake_github.pulls("acme/web") == []
     with pytest.raises(PublishError, match="not a repository of job"):
         publish_stored("job-1", "acme/docs", gh_settings, store)
@@ -214,8 +214,8 @@ def test_publish_stored_refuses_a_failed_run(
     )
     [result] = publish_stored("job-1", None, gh_settings, store)
     assert result.status == RepositoryStatus.FAILED
-    assert result.details["pull_request"]["action"] == "failed"
-    assert "only a completed run can be published" in result.details["pull_request"]["reason"]
+    assert result.publishing.action == "failed"
+    assert "only a completed run can be published" in result.publishing.reason
     assert fake_github.pulls("acme/api") == []
 
 

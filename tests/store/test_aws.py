@@ -110,7 +110,7 @@ def test_a_record_that_outgrows_its_inline_patch_moves_the_patch_to_s3(
     patch = b"+" * (INLINE_PATCH_LIMIT - 10)
     aws_store.put_patch("job-1", REPOSITORY, patch)
     result = aws_store.get_result("job-1", REPOSITORY)
-    result.details = {"log": "x" * 150_000}  # record + inline patch would pass 400 KB
+    result.summary = "x" * 150_000  # record + inline patch would pass 400 KB
 
     aws_store.save_result(result)
 
@@ -121,7 +121,7 @@ def test_a_record_that_outgrows_its_inline_patch_moves_the_patch_to_s3(
 
 def test_a_patch_too_big_beside_its_record_goes_to_s3(aws_store: AwsStore, job: Job) -> None:
     result = aws_store.get_result("job-1", REPOSITORY)
-    result.details = {"log": "x" * 150_000}
+    result.summary = "x" * 150_000
     aws_store.save_result(result)
     patch = b"-" * (INLINE_PATCH_LIMIT - 10)
 

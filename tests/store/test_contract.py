@@ -12,7 +12,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus, Usage, expiry
+from codybatch.records import (
+    AgentSession,
+    ApprovalPart,
+    CommandRun,
+    FixRound,
+    Job,
+    JobStatus,
+    MergeAttempt,
+    MergePart,
+    Phase,
+    Progress,
+    Publishing,
+    RepositoryResult,
+    RepositoryStatus,
+    Tracking,
+    Usage,
+    Verification,
+    expiry,
+)
 from codybatch.store import NotFoundError, StaleWriteError, Store
 
 REPOSITORIES = ["github.com/acme/zeta", "github.com/acme/alpha", "github.com/acme/mid"]
@@ -151,7 +169,18 @@ def test_save_result_round_trips_every_field(store: Store) -> None:
     result.stop_reason = "end_turn"
     result.usage = Usage(1, 2, 3, 4, 0.1)
     result.has_patch = result.has_thread = True
-    result.details = {"steps": [{"run": "ls", "exit_code": 0, "seconds": 0.25}], "empty": {}}
+    result.steps = [CommandRun("ls", exit_code=0, output="a\nb", seconds=0.25)]
+    result.agent = AgentSession("finished", summary="ok", changes_claimed=True, turns=3)
+    result.verify = Verification("pytest", passed=False, exit_code=1, rounds=2, fix_rounds=1)
+    result.publishing = Publishing("opened", "new change", "codybatch/x", 7, "https://x/pr/7")
+    result.tracking = Tracking("open", "failure", "none", refreshed_at=T0)
+    result.fix_rounds = [FixRound(1, "failing_check", seen=[4], usage=Usage(1, 1))]
+    result.approval = ApprovalPart("approved", by="ana", at=T0.isoformat())
+    result.merge = MergePart("when_green", history=[MergeAttempt("refused", "checks pending")])
+    result.progress = Progress(Phase.CLAUDE, turn=3, usage=Usage(9, 9), last_tool="editor: a.py")
+    result.failed_phase = Phase.PUBLISHING
+    result.changed_files, result.instructions = ["a.py", "b/ü.py"], ["AGENTS.md"]
+    result.warnings, result.base_branch = ["Claude said changes_necessary=True"], "main"
     result.attempts = 2
     result.started_at = T0
     result.finished_at = T0 + timedelta(seconds=90)
@@ -163,6 +192,30 @@ def test_save_result_round_trips_every_field(store: Store) -> None:
     saved.error, saved.summary = "late failure", None
     store.save_result(saved)
     assert store.get_result("job-1", REPOSITORIES[1]) == saved
+
+
+def test_update_result_applies_a_change_over_a_newer_write(store: Store) -> None:
+    store.create_job(make_job())
+    mine = store.get_result("job-1", REPOSITORIES[0])
+    theirs = store.get_result("job-1", REPOSITORIES[0])
+    theirs.summary = "written meanwhile"
+    store.save_result(theirs)
+    seen = []
+
+    def change(result: RepositoryResult) -> None:
+        seen.append(result.revision)
+        result.pr_state = "merged"
+
+    with pytest.raises(StaleWriteError):
+        store.save_result(mine)
+    updated = store.update_result("job-1", REPOSITORIES[0], change)
+    assert (updated.summary, updated.pr_state) == ("written meanwhile", "merged")
+    assert updated.revision == 2
+    assert seen == [1]
+    unchanged = store.update_result("job-1", REPOSITORIES[0], lambda r: False)
+    assert unchanged.revision == 2 and store.get_result("job-1", REPOSITORIES[0]) == updated
+    with pytest.raises(NotFoundError):
+        store.update_result("job-1", "github.com/acme/none", change)
 
 
 def test_list_results_keeps_repository_order_and_filters_by_status(store: Store) -> None:
@@ -235,7 +288,7 @@ def test_threads_updating_different_repositories_all_land(
         store = make_store()
         for step in range(5):
             result = store.get_result("job-1", repository)
-            result.details = {"step": step}
+            result.progress = Progress(Phase.STEPS, detail=f"step {step}")
             result.status = RepositoryStatus.COMPLETED if step == 4 else RepositoryStatus.RUNNING
             store.save_result(result)
 
@@ -246,27 +299,24 @@ def test_threads_updating_different_repositories_all_land(
         thread.join()
 
     results = make_store().list_results("job-1")
-    assert [(r.status, r.revision, r.details) for r in results] == [
-        (RepositoryStatus.COMPLETED, 5, {"step": 4})
+    assert [(r.status, r.revision, r.progress.detail) for r in results] == [
+        (RepositoryStatus.COMPLETED, 5, "step 4")
     ] * len(REPOSITORIES)
 
 
 WRITER = """
 import sys
 from codybatch.records import RepositoryStatus
-from codybatch.store import StaleWriteError, open_store
+from codybatch.store import open_store
 
 store = open_store()
+name = sys.argv[2]
 for step in range(3):
-    while True:  # another process may write the same record: re-read and retry
-        result = store.get_result("job-1", sys.argv[1])
-        result.details = {**result.details, sys.argv[2]: step}
+    def add(result):  # another process may write the same record: applied on its version
+        mine = [w for w in result.warnings if not w.startswith(name + "=")]
+        result.warnings = sorted([*mine, f"{name}={step}"])
         result.status = RepositoryStatus.RUNNING
-        try:
-            store.save_result(result)
-            break
-        except StaleWriteError:
-            pass
+    store.update_result("job-1", sys.argv[1], add)
 """
 
 
@@ -284,8 +334,8 @@ def test_processes_writing_one_job_all_land(
     assert [p.wait(timeout=120) for p in processes] == [0, 0, 0]
 
     first, second, third = make_store().list_results("job-1")
-    assert (first.details, first.revision) == ({"a": 2, "b": 2}, 6)
-    assert (second.details, second.revision) == ({"c": 2}, 3)
+    assert (first.warnings, first.revision) == (["a=2", "b=2"], 6)
+    assert (second.warnings, second.revision) == (["c=2"], 3)
     assert (third.status, third.revision) == (RepositoryStatus.PENDING, 0)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from codybatch.records import (
+    CommandRun,
     Job,
     JobStatus,
     RepositoryResult,
@@ -139,7 +140,7 @@ def test_save_result_round_trips_and_bumps_revision(local_store: LocalStore) -> 
     result.status = RepositoryStatus.COMPLETED
     result.were_changes_necessary = True
     result.usage = Usage(1, 2, 3, 4, 0.25)
-    result.details = {"steps": [{"command": "sed", "output": "ünïcode ✓"}]}
+    result.steps = [CommandRun(command="sed", output="ünïcode ✓")]
     result.pr_number = 7
     saved = local_store.save_result(result)
     assert saved.revision == 1
@@ -259,7 +260,7 @@ def _write_many(home: str, job_id: str, repository: str, writes: int) -> int:
         result = store.get_result(job_id, repository)
         assert result is not None
         result.status = RepositoryStatus.RUNNING if i < writes - 1 else RepositoryStatus.COMPLETED
-        result.details = {"writes": i + 1, "by": repository}
+        result.warnings = [f"writes {i + 1}", f"by {repository}"]
         result.usage = Usage(input_tokens=i + 1)
         store.save_result(result)
         store.put_patch(job_id, repository, f"patch {i} of {repository}".encode())
@@ -274,7 +275,7 @@ def _increment(home: str, job_id: str, repository: str, writes: int) -> int:
     while done < writes:
         result = store.get_result(job_id, repository)
         assert result is not None
-        result.details["count"] = result.details.get("count", 0) + 1
+        result.attempts += 1
         try:
             store.save_result(result)
         except StaleWriteError:
@@ -329,7 +330,7 @@ def test_worker_processes_writing_different_repositories_all_land(
     for r in results:
         assert r.revision == writes
         assert r.status == RepositoryStatus.COMPLETED
-        assert r.details == {"writes": writes, "by": r.repository}
+        assert r.warnings == [f"writes {writes}", f"by {r.repository}"]
         assert r.usage.input_tokens == writes
         assert (
             store.get_patch("job-c", r.repository)
@@ -345,7 +346,7 @@ def test_worker_processes_sharing_one_result_lose_no_update(
     _run_processes(_increment, [(str(home), "job-c", repos[0], writes)] * processes)
     result = store.get_result("job-c", repos[0])
     assert result is not None
-    assert result.details["count"] == writes * processes
+    assert result.attempts == writes * processes
     assert result.revision == writes * processes
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from codybatch.records import RepositoryResult, RepositoryStatus
+from codybatch.records import Publishing, RepositoryResult, RepositoryStatus, Tracking
 
-# details["pull_request"]["action"] (codybatch/publish.py) in words.
+# Publishing.action (codybatch/publish.py) in words.
 ACTIONS = {
     "opened": "opened",
     "updated": "updated: the new change was pushed",
@@ -55,46 +55,25 @@ class PullRequestView:
         return REVIEWS.get(self.review or "", self.review)
 
 
-def _when(raw: object) -> datetime | None:
-    if isinstance(raw, datetime):
-        return raw
-    if not isinstance(raw, str) or not raw:
-        return None
-    try:
-        return datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-
-
-def _text(value: object) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
 def pull_request_view(result: RepositoryResult) -> PullRequestView | None:
     """The result's PR facts for a page; None when there is nothing to say about a PR."""
-    details = result.details or {}
-    pr = details.get("pull_request") or {}
-    tracking = details.get("tracking") or {}
-    if not isinstance(pr, dict):
-        pr = {}
-    if not isinstance(tracking, dict):
-        tracking = {}
-    action = _text(pr.get("action"))
-    reason = _text(pr.get("reason"))
-    state = _text(result.pr_state or tracking.get("state") or pr.get("state"))
+    pr = result.publishing or Publishing(action="")
+    tracking = result.tracking or Tracking()
+    action = pr.action or None
+    reason = pr.reason or None
+    state = result.pr_state or tracking.state or pr.state
     skipped = None
     if result.status == RepositoryStatus.SKIPPED:
-        skipped = reason or _text(result.summary) or "skipped"
+        skipped = reason or result.summary or "skipped"
     if not (result.pr_url or action or state or skipped):
         return None
-    number = result.pr_number if result.pr_number is not None else pr.get("number")
     return PullRequestView(
-        url=result.pr_url or _text(pr.get("url")),
-        number=int(number) if isinstance(number, int | str) and str(number).isdigit() else None,
+        url=result.pr_url or pr.url,
+        number=result.pr_number if result.pr_number is not None else pr.number,
         state=state,
-        checks=_text(tracking.get("checks")),
-        review=_text(tracking.get("review")),
-        refreshed_at=_when(tracking.get("refreshed_at")),
+        checks=tracking.checks,
+        review=tracking.review,
+        refreshed_at=tracking.refreshed_at,
         action=action,
         action_text=ACTIONS.get(action or "", action),
         reason=reason,

@@ -7,7 +7,9 @@ from datetime import datetime
 from codybatch.records import (
     Job,
     JobStatus,
+    Publishing,
     RepositoryStatus,
+    Tracking,
     Usage,
     job_id_for_run,
 )
@@ -181,31 +183,29 @@ def seed_campaign_run(
         branch = "codybatch/upgrade-legacy-lib"
         url = f"https://github.com/{repository.split('/', 1)[1]}/pull/{number}"
         if outcome == "patch":
-            result.details["pull_request"] = {
-                "action": "patch_only",
-                "reason": "no push access: patch only",
-                "branch": branch,
-            }
+            result.publishing = Publishing(
+                action="patch_only", reason="no push access: patch only", branch=branch
+            )
         elif outcome in ("open", "merged", "closed"):
             result.pr_url, result.pr_number, result.pr_state = url, number, outcome
             action = {"open": "updated", "merged": "left_alone_merged", "closed": "closed"}
-            result.details["pull_request"] = {
-                "action": action[outcome],
-                "reason": f"pull request #{number} was merged by a person: not reopened; "
+            result.publishing = Publishing(
+                action=action[outcome],
+                reason=f"pull request #{number} was merged by a person: not reopened; "
                 "the campaign is done for this repository"
                 if outcome == "merged"
                 else f"pushed the new change to {branch}",
-                "branch": branch,
-                "number": number,
-                "url": url,
-                "state": outcome,
-            }
-            result.details["tracking"] = {
-                "state": outcome,
-                "checks": "success" if outcome == "open" else None,
-                "review": "approved" if outcome == "open" else "none",
-                "refreshed_at": created_at.isoformat(),
-            }
+                branch=branch,
+                number=number,
+                url=url,
+                state=outcome,
+            )
+            result.tracking = Tracking(
+                state=outcome,
+                checks="success" if outcome == "open" else None,
+                review="approved" if outcome == "open" else "none",
+                refreshed_at=created_at,
+            )
             if outcome == "merged":
                 result.status = RepositoryStatus.SKIPPED
                 result.were_changes_necessary = None

@@ -171,7 +171,7 @@ def test_job_pages_show_pull_request_tracking(ui, store) -> None:
         store, "upgrade_legacy", DAY1, {BILLING: "merged", WEB: "open", DOCS: "patch"}
     )
     web = store.get_result(run.job_id, WEB)
-    web.details["tracking"].update(checks="failure", review="changes_requested")
+    web.tracking.checks, web.tracking.review = "failure", "changes_requested"
     store.save_result(web)
 
     page = ui.get(f"/codybatch/jobs/{run.job_id}")
