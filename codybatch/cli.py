@@ -85,6 +85,7 @@ def _job_dict(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from codybatch.jobs import check_job, finalize_job, register_job
+    from codybatch.live import job_display
     from codybatch.spec import JobSpec, SpecError
     from codybatch.worker import run_worker
 
@@ -107,13 +108,17 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
 
-    def one(repository: str) -> RepositoryResult:
-        result = run_worker(job.job_id, repository, settings=settings, store=store)
-        print(f"  {result.status.value:<9} {repository}", flush=True)
-        return result
+    with job_display(spec.repositories, sys.stdout) as display:
 
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        list(pool.map(one, spec.repositories))
+        def one(repository: str) -> RepositoryResult:
+            result = run_worker(
+                job.job_id, repository, settings=settings, store=store, on_progress=display.update
+            )
+            display.update(result)
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            list(pool.map(one, spec.repositories))
     job = finalize_job(store, job.job_id)
     results = store.list_results(job.job_id)
     if args.json:

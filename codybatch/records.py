@@ -329,6 +329,7 @@ class Progress:
     usage: Usage = field(default_factory=Usage)
     last_tool: str | None = None
     detail: str | None = None  # e.g. the step's command
+    batch_job_id: str | None = None  # the AWS Batch job running the worker (its log)
     updated_at: datetime | None = None
 
 

@@ -59,6 +59,7 @@ class Settings:
     approval_timeout_hours: float = 72.0  # no answer by then: nothing is published
     step_env: tuple[str, ...] = ()  # extra variables steps and verify may see
     sandbox: str = "auto"  # auto: bubblewrap; container: the container is the boundary
+    batch_job_id: str = ""  # set by AWS Batch in the worker's container
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -113,4 +114,5 @@ class Settings:
             approval_timeout_hours=float(
                 _first(env, "CODYBATCH_APPROVAL_TIMEOUT_HOURS", default="72")
             ),
+            batch_job_id=_first(env, "AWS_BATCH_JOB_ID"),
         )

@@ -134,7 +134,11 @@ class Pipeline:
             status=RepositoryStatus.RUNNING,
             attempts=result.attempts + 1,
             started_at=utcnow(),
-            progress=Progress(phase=Phase.CHECKING, updated_at=utcnow()),
+            progress=Progress(
+                phase=Phase.CHECKING,
+                batch_job_id=self.settings.batch_job_id or None,
+                updated_at=utcnow(),
+            ),
             **_fresh_attempt(),
         )
         self.store.save_result(fresh)
@@ -367,15 +371,14 @@ class Pipeline:
             return
         r.progress = now
         new_phase = phase != before.phase
-        if not (force_save or new_phase or time.monotonic() - self.saved_at >= PROGRESS_INTERVAL):
-            return
-        r.progress.updated_at = utcnow()
-        try:
-            self.store.save_result(r)
-        except StaleWriteError as exc:
-            raise Overtaken(str(exc)) from None
-        self.saved_at = time.monotonic()
-        self.notify(r)
+        if force_save or new_phase or time.monotonic() - self.saved_at >= PROGRESS_INTERVAL:
+            r.progress.updated_at = utcnow()
+            try:
+                self.store.save_result(r)
+            except StaleWriteError as exc:
+                raise Overtaken(str(exc)) from None
+            self.saved_at = time.monotonic()
+        self.notify(r)  # in-process displays see every change, the store one every few seconds
 
     def notify(self, result: RepositoryResult) -> None:
         if self.on_progress is not None:
@@ -446,7 +449,7 @@ def _thread_progress(thread: dict[str, Any]) -> dict[str, Any]:
 def _describe_call(use: dict[str, Any]) -> str:
     """`name: the first argument`, short (for a progress line)."""
     args = use.get("input") or {}
-    first = next((str(v) for v in args.values() if isinstance(v, str | int)), "")
+    first = next((v for v in args.values() if isinstance(v, str)), "")
     first = " ".join(first.split())
     text = f"{use.get('name', '?')}: {first}" if first else str(use.get("name", "?"))
     return text if len(text) <= 120 else text[:119] + "…"

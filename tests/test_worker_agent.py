@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from codybatch.cli import main
-from codybatch.records import JobStatus, RepositoryStatus
+from codybatch.records import JobStatus, Phase, RepositoryStatus
 from codybatch.store.local import LocalStore
 from tests.fakes.anthropic_server import (
     FakeAnthropic,
@@ -86,6 +86,15 @@ def test_run_with_a_prompt_records_patches_threads_and_usage(
     out = capsys.readouterr().out
     assert code == 0, out
     assert fake_anthropic.remaining == 0
+    # Not a terminal: a plain line per phase and turn, with the tokens so far.
+    billing_lines = [line.split() for line in out.splitlines() if "billing-service" in line]
+    phases = [words[0] for words in billing_lines]
+    assert phases[:3] == ["checking", "cloning:", "claude"], out
+    turns = [line for line in out.splitlines() if "Claude turn" in line and "billing" in line]
+    assert len(turns) == 6, out
+    tokens = [int(line.split()[-3].replace(",", "")) for line in turns]
+    assert tokens == sorted(tokens) and tokens[0] > 0
+    assert ["COMPLETED"] in [words[:1] for words in billing_lines]
     store = LocalStore(codybatch_home)
     (job,) = store.list_jobs()
     assert job.status == JobStatus.COMPLETED
@@ -97,6 +106,8 @@ def test_run_with_a_prompt_records_patches_threads_and_usage(
     assert billing.summary == "Replaced 2 calls of oldFunction."
     assert billing.pr_title == "Use newFunction in billing"
     assert billing.stop_reason == "finished"
+    assert (billing.progress.phase, billing.progress.turn) == (Phase.DONE, 6)
+    assert billing.progress.last_tool == "finish: Replaced 2 calls of oldFunction."
 
     patch = store.get_patch(job.job_id, billing.repository).decode()
     assert "+  return newFunction(items, {version: 2});" in patch

@@ -12,7 +12,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
-from codybatch.airflow.ui import actions, campaignview, chart, diffview, prview, threadview
+from codybatch.airflow.ui import (
+    actions,
+    campaignview,
+    chart,
+    diffview,
+    progressview,
+    prview,
+    threadview,
+)
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import (
     CSRF_FIELD,
@@ -26,6 +34,7 @@ from codybatch.airflow.ui.auth import (
     readable_job,
     require_run_permission,
 )
+from codybatch.airflow.ui.urls import airflow_root
 from codybatch.records import FINISHED_JOB_STATUSES, Job, JobStatus, job_id_for_run
 from codybatch.reports import result_counts
 from codybatch.spec import SpecError
@@ -61,7 +70,9 @@ _env.filters["day"] = lambda dt: dt.strftime("%Y-%m-%d") if dt else "-"
 
 def render(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
     root = request.scope.get("root_path", "").rstrip("/")
-    html = _env.get_template(template).render(root=root, csrf_field=CSRF_FIELD, **context)
+    html = _env.get_template(template).render(
+        root=root, airflow_root=airflow_root(), csrf_field=CSRF_FIELD, **context
+    )
     return HTMLResponse(html, status_code=http_status)
 
 
@@ -124,6 +135,9 @@ def _job_context(user: Any, job: Job) -> dict[str, Any]:
         "finished": finished,
         "can_cancel": not finished and may_change,
         "publishable": {r.repository for r in results if may_change and actions.can_publish(r)},
+        "progress_view": lambda r: progressview.progress_view(
+            r, job, airflow_root(), config.aws_region
+        ),
     }
 
 

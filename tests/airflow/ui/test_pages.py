@@ -292,3 +292,32 @@ def test_plugin_is_registered_with_airflow(admin) -> None:
     assert views["Results"]["href"] == "/codybatch/runs/{DAG_ID}/{RUN_ID}"
     assert len({v["url_route"] for v in views.values()}) == 2
     assert admin.get("/codybatch/static/icon.svg").status_code == 200
+
+
+def test_a_running_repository_shows_its_phase_tokens_elapsed_time_and_task_log(
+    ui, store
+) -> None:
+    from datetime import timedelta
+
+    from codybatch.records import Phase, Progress, Usage, utcnow
+
+    job = seed_job(store, name="Live one", status=JobStatus.RUNNING)
+    web = store.get_result(job.job_id, "github.com/acme/web")
+    web.started_at = utcnow() - timedelta(minutes=3, seconds=5)
+    web.progress = Progress(
+        Phase.CLAUDE, turn=7, usage=Usage(12_000, 345), last_tool="editor: src/" + "x" * 200
+    )
+    store.save_result(web)
+
+    fragment = ui.get(f"/codybatch/jobs/{job.job_id}/live")
+    assert fragment.status_code == 200
+    card = fragment.text.split('id="r-2"')[1]
+    assert '<span class="phase">Claude turn 7</span>' in card
+    assert "12,345 tokens" in card
+    assert re.search(r'class="elapsed"[^>]*>3m 0[5-9]s<', card)
+    assert "last tool: editor: src/xxx" in card and 'title="editor: src/' in card
+    log_url = f"/dags/codybatch_job/runs/{quote(job.run_id, safe='')}/tasks/process/mapped/1"
+    assert f'href="{log_url}" data-airflow-link>task log' in card
+    # A finished repository says so, with its time and total usage, not "Claude turn".
+    first = fragment.text.split('id="r-1"')[1].split('id="r-2"')[0]
+    assert '<span class="phase">completed</span>' in first and "Claude turn" not in first
