@@ -294,9 +294,7 @@ def test_plugin_is_registered_with_airflow(admin) -> None:
     assert admin.get("/codybatch/static/icon.svg").status_code == 200
 
 
-def test_a_running_repository_shows_its_phase_tokens_elapsed_time_and_task_log(
-    ui, store
-) -> None:
+def test_a_running_repository_shows_its_phase_tokens_elapsed_time_and_task_log(ui, store) -> None:
     from datetime import timedelta
 
     from codybatch.records import Phase, Progress, Usage, utcnow
