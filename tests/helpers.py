@@ -15,6 +15,9 @@ GIT_ENV = {
     "GIT_AUTHOR_EMAIL": "author@example.com",
     "GIT_COMMITTER_NAME": "Test Author",
     "GIT_COMMITTER_EMAIL": "author@example.com",
+    # Fixed dates: the same files make the same commits, whenever (and however slowly) made.
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+00:00",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+00:00",
     "GIT_TERMINAL_PROMPT": "0",
     "LC_ALL": "C",
 }

@@ -153,7 +153,8 @@ def test_results_tab_of_a_run_follows_the_job_live(
     run_url = f"/dags/codybatch_job/runs/{quote(created['run_id'], safe='')}"
     page.goto(airflow_server.url + run_url + "/plugin/cody-batch-results")
     frame = _frame(page, "Results")
-    expect(frame.get_by_role("heading", name=body["name"])).to_be_visible()
+    # "Results" until `register` has run (the page reloads itself), then the job.
+    expect(frame.get_by_role("heading", name=body["name"])).to_be_visible(timeout=120_000)
     # The page refreshes itself while the job runs: no reload here.
     expect(frame.locator("h1 .badge-completed")).to_be_visible(timeout=240_000)
     expect(frame.get_by_role("link", name="Diff")).to_be_visible()
