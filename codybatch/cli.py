@@ -75,7 +75,7 @@ def _result_rows(results: Sequence[RepositoryResult]) -> str:
 
 def _price_flag(result: RepositoryResult) -> str:
     """' (price unknown)' when the cost is at the conservative rate, not the model's own."""
-    unknown = (result.details.get("agent") or {}).get("price_known") is False
+    unknown = result.agent is not None and not result.agent.price_known
     return " (price unknown)" if unknown else ""
 
 

@@ -204,6 +204,25 @@ class Verification:
 
 
 @dataclass
+class ShellTerms:
+    """Whether Claude's session was offered run_command, and on what terms."""
+
+    offered: bool
+    reason: str = ""  # why not, when not offered
+    timeout: int = 120
+    network: bool = False
+    allowed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InstructionsUsed:
+    """The repository's instruction files given to Claude (and those cut to fit)."""
+
+    files: list[str] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+
+
+@dataclass
 class AgentSession:
     """How Claude's session ended (the thread itself is stored beside the result)."""
 
@@ -215,6 +234,9 @@ class AgentSession:
     turns: int = 0
     error: str | None = None
     model: str | None = None
+    price_known: bool = True  # False: costs are at the conservative rate (see the thread)
+    shell: ShellTerms | None = None
+    instructions: InstructionsUsed | None = None
 
 
 @dataclass

@@ -308,6 +308,8 @@ class Pipeline:
         r.pr_title = outcome.pr_title
         r.agent = decode(AgentSession, redact(outcome.to_dict(), self.settings.secrets))
         r.agent.model = r.agent.model or spec.model or self.settings.model
+        if r.agent.instructions:
+            r.instructions = list(r.agent.instructions.files)
         if outcome.verify:
             r.verify = decode(Verification, outcome.verify)
         if outcome.stop_reason == "error":

@@ -77,10 +77,10 @@ def test_steps_and_verify_are_contained_and_leak_nothing_to_the_store(host: Host
 
     result = run_worker(job.job_id, str(repo), settings=settings, store=store)
     assert result.status == RepositoryStatus.COMPLETED, result.error
-    assert len(result.details["steps"]) == len(steps)
-    assert result.details["verify"]["passed"] is True  # it ran, and found nothing
+    assert len(result.steps) == len(steps)
+    assert result.verify is not None and result.verify.passed  # it ran, and found nothing
     stored = b"".join(p.read_bytes() for p in settings.home.rglob("*") if p.is_file())
-    host.assert_contained(stored.decode("utf-8", "replace"), str(result.details))
+    host.assert_contained(stored.decode("utf-8", "replace"), str(result.to_dict()))
 
 
 def test_no_network_by_default_and_network_when_the_job_allows_it(host: Host) -> None:

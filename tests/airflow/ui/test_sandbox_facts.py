@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from codybatch.records import AgentSession, InstructionsUsed, ShellTerms
 from tests.airflow.ui.seed import seed_job
 
 pytestmark = pytest.mark.airflow
@@ -20,13 +21,16 @@ def test_job_page_shows_network_shell_and_instruction_files(client, tokens, stor
         spec={**job.spec, "network": True, "allowed_commands": ["npm test:*"]},
     )
     result = store.get_result(job.job_id, "github.com/acme/billing")
-    result.details["agent"] = {
-        "instructions": {"files": ["AGENTS.md", "pkg/CLAUDE.md"], "truncated": ["AGENTS.md"]},
-        "shell": {"offered": True, "reason": ""},
-    }
+    result.agent = AgentSession(
+        stop_reason="finished",
+        instructions=InstructionsUsed(["AGENTS.md", "pkg/CLAUDE.md"], ["AGENTS.md"]),
+        shell=ShellTerms(offered=True),
+    )
     store.save_result(result)
     web = store.get_result(job.job_id, "github.com/acme/web")
-    web.details["agent"] = {"shell": {"offered": False, "reason": "no sandbox can start"}}
+    web.agent = AgentSession(
+        stop_reason="finished", shell=ShellTerms(offered=False, reason="no sandbox can start")
+    )
     store.save_result(web)
     page = client.get(f"/codybatch/jobs/{job.job_id}").text
     assert "network <strong>allowed</strong> (network: true)" in page
