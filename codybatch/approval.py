@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from codybatch import git
-from codybatch.prparts import ApprovalPart, approval_of, now_iso
 from codybatch.publish import PublishError, publish_stored
-from codybatch.records import Job, RepositoryResult, RepositoryStatus
+from codybatch.records import ApprovalPart, Job, RepositoryResult, RepositoryStatus, now_iso
 from codybatch.settings import Settings
 from codybatch.shell import truncate
 from codybatch.store import Store
@@ -52,7 +51,7 @@ def reviewable(store: Store, job_id: str) -> list[RepositoryResult]:
     """Repositories of the job that changed and wait for a decision about publishing."""
     found = []
     for result in store.list_results(job_id):
-        part = approval_of(result.details)
+        part = result.approval
         if result.status != RepositoryStatus.COMPLETED or not result.has_patch:
             continue
         if result.repository.startswith("/") or result.pr_number:
@@ -83,7 +82,7 @@ def request(job: Job, results: list[RepositoryResult], settings: Settings, store
         lines.append(
             f"- **{result.repository}**: {stat}, {link}" + (f"\n  {summary}" if summary else "")
         )
-        result.details["approval"] = ApprovalPart().to_dict()
+        result.approval = ApprovalPart()
         save_with_retry(store, result, ("approval",))
     return "\n".join(lines)
 
@@ -106,17 +105,15 @@ def decide(
         if approved:
             try:
                 [result] = publish_stored(job_id, result.repository, settings, store)
-                state, note = (
-                    "approved",
-                    (result.details.get("pull_request") or {}).get("reason", ""),
-                )
+                state = "approved"
+                note = result.publishing.reason if result.publishing else ""
             except PublishError as exc:
                 state, note = "approved", f"approved, but publishing failed: {exc}"
         elif by is None:
             state, note = "timed_out", "no answer before the timeout: nothing published"
         else:
             state, note = "rejected", "not chosen for publishing: stays patch-only"
-        result.details["approval"] = ApprovalPart(state, by, at, note).to_dict()
+        result.approval = ApprovalPart(state, by, at, note)
         decided.append(save_with_retry(store, result, ("approval",)))
         log.info("%s: %s by %s (%s)", result.repository, state, by or "timeout", note)
     return decided

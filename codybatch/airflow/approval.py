@@ -84,7 +84,7 @@ def publish_approved(
         open_store(settings),
         at=at.isoformat() if hasattr(at, "isoformat") else at,
     )
-    return [f"{r.repository}: {r.details['approval']['state']}" for r in decided]
+    return [f"{r.repository}: {r.approval.state if r.approval else 'pending'}" for r in decided]
 
 
 def answer_approval(dag_id: str, run_id: str, chosen: list[str], user: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from codybatch.prparts import approval_of
 
 from codybatch.records import job_id_for_run
 from codybatch.store.local import LocalStore
@@ -122,7 +121,7 @@ def test_a_person_approves_some_repositories_and_only_those_are_published(
     results = _results(run, codybatch_home)
     assert len(fake_github.pulls("acme/api")) == 1 and fake_github.pulls("acme/web") == []
     assert results[API].pr_number == 1 and results[WEB].pr_number is None
-    approved, rejected = approval_of(results[API].details), approval_of(results[WEB].details)
+    approved, rejected = results[API].approval, results[WEB].approval
     assert (approved.state, approved.by) == ("approved", "alice")
     assert (rejected.state, rejected.by) == ("rejected", "alice") and rejected.at
-    assert approval_of(results[DOCS].details) is None
+    assert results[DOCS].approval is None

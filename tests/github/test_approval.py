@@ -38,8 +38,8 @@ def test_reject_and_timeout_publish_nothing_and_say_who_and_when(
         "github.com/acme/web",
     ]
     decided = decide("job-r", chosen, by, gh_settings, store, at="2026-12-01T10:00:00+00:00")
-    assert [approval_of(r.details).state for r in decided] == [state, state]
-    assert {approval_of(r.details).by for r in decided} == {by}
-    assert {approval_of(r.details).at for r in decided} == {"2026-12-01T10:00:00+00:00"}
+    assert [r.approval.state for r in decided] == [state, state]
+    assert {r.approval.by for r in decided} == {by}
+    assert {r.approval.at for r in decided} == {"2026-12-01T10:00:00+00:00"}
     assert fake_github.pulls("acme/api") == [] and fake_github.pulls("acme/web") == []
     assert reviewable(store, "job-r") == []  # decided: not asked again
