@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from codybatch.fleet_records import IN_FLIGHT, ErrorClass, FleetEntry, FleetStatus
-from codybatch.records import FINISHED_JOB_STATUSES, Job, RepositoryResult, job_id_for_run, utcnow
+from codybatch.records import (
+    FINISHED_JOB_STATUSES,
+    Job,
+    Phase,
+    RepositoryResult,
+    job_id_for_run,
+    utcnow,
+)
 from codybatch.rollout import Decision, Launched, Rollout, next_launch
 from codybatch.spec import JobSpec, parse_repository
 from codybatch.store import StaleWriteError, Store
@@ -124,8 +131,7 @@ def classify(result: RepositoryResult) -> ErrorClass | None:
     if result.status.value != "FAILED":
         return None
     text = (result.error or "").lower()
-    details = result.details or {}
-    if details.get("publish_failed") or ("push" in text and "reject" in text):
+    if result.failed_phase == Phase.PUBLISHING or ("push" in text and "reject" in text):
         return ErrorClass.PUSH_REJECTED
     if result.stop_reason in ("max_usd", "max_tokens", "max_turns", "max_minutes"):
         return ErrorClass.CLAUDE_LIMIT
@@ -154,18 +160,15 @@ def apply_result(entry: FleetEntry, result: RepositoryResult) -> None:
     """Copy the latest job's outcome for this repository into its entry."""
     if result.finished:
         entry.status = FleetStatus(result.status.value)
-    tracking = result.details.get("tracking") or {}
-    pull = result.details.get("pull_request") or {}
     entry.changed = result.were_changes_necessary
     entry.pr_url, entry.pr_number = result.pr_url, result.pr_number
     entry.pr_state = result.pr_state
-    entry.checks = tracking.get("checks")
-    rounds = result.details.get("rounds")
-    entry.rounds = len(rounds) if isinstance(rounds, list) else rounds
+    entry.checks = result.tracking.checks if result.tracking else None
+    entry.rounds = len(result.fix_rounds)
     entry.usd = result.usage.usd
     entry.error = result.error
     entry.error_class = classify(result)
-    action = str(pull.get("action") or "")
+    action = result.publishing.action if result.publishing else ""
     if result.pr_state == "merged":
         entry.done_reason = "merged"
     elif action.startswith("left_alone"):

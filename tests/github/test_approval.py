@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from codybatch.prparts import approval_of
 
 from codybatch.approval import PUBLISH_NONE, decide, reviewable
 from codybatch.settings import Settings
