@@ -116,8 +116,18 @@ def test_a_fork_bomb_is_bounded(tmp_path: Path, bwrap: Sandbox) -> None:
 
 
 def _leftover_cgroups() -> list[str]:
+    """Cgroups of finished commands still present (a concurrent test's live ones have procs)."""
     base = _cgroup_base("pids")
-    return [] if base is None else [p.name for p in base.glob("codybatch-*")]
+    if base is None:
+        return []
+    return [p.name for p in base.glob("codybatch-*") if _procs(p) == ""]
+
+
+def _procs(cgroup: Path) -> str | None:
+    try:
+        return (cgroup / "cgroup.procs").read_text().strip()
+    except OSError:
+        return None  # removed meanwhile
 
 
 def test_file_size_and_memory_are_bounded(tmp_path: Path, bwrap: Sandbox) -> None:

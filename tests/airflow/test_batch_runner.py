@@ -118,6 +118,9 @@ def test_the_batch_dag_maps_a_batch_operator_with_a_teardown(batch_dag) -> None:
         "process",
         "stop_batch_jobs",
         "finalize",
+        "request_approval",  # review_before_publish: skipped when nothing waits for approval
+        "approval",
+        "publish_approved",
     }
     process = batch_dag.get_task("process")
     assert process.operator_class is BatchOperator
