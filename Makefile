@@ -44,7 +44,8 @@ demo: $(AIRFLOW_HOME)/airflow.db
 test: $(STAMP)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/pytest -q
+	@# Both cores: one process per core; each test file stays on one process (browser tests share a login).
+	@$(BIN)/pytest -q -n 2 --dist loadfile
 
 # `make up` keeps Airflow's database in PostgreSQL (Debian's package, installed when missing).
 postgres:
