@@ -84,23 +84,20 @@ def _job_dict(job: Job, results: Sequence[RepositoryResult]) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from codybatch.jobs import check_job, finalize_job, register_job
+    from codybatch.checks import checked
+    from codybatch.jobs import finalize_job, register_job
     from codybatch.live import job_display
     from codybatch.spec import JobSpec, SpecError
     from codybatch.worker import run_worker
 
     try:
-        spec = JobSpec.parse(_load_spec_file(args.spec), settings)
+        spec = JobSpec.parse(_load_spec_file(args.spec), settings, user_input=True)
+        warnings = checked(spec, settings)  # before anything is cloned or called
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
     except (OSError, ValueError) as exc:  # missing file, YAML or JSON syntax
         print(f"cannot read the job spec {args.spec}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        warnings = check_job(spec, settings)  # before anything is cloned or called
-    except SpecError as exc:
-        print(exc, file=sys.stderr)
         return 2
     store = _store(settings)
     job = register_job(spec, store, job_id=args.job_id, warnings=warnings)
@@ -186,8 +183,12 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
         sys.stdout.write(jobs_csv(store, jobs))
         return 0
-    rows = [["JOB", "STATUS", "NAME", "REPOS", "TOKENS", "USD", "CREATED"]]
+    rows = [["JOB", "STATUS", "NAME", "REPOS", "TOKENS", "USD", "CREATED", "NOTE"]]
     for j in jobs:
+        refused = j.spec.get("errors") or []
+        note = f"refused: {refused[0]['field']}: {refused[0]['message']}" if refused else ""
+        if len(refused) > 1:
+            note += f" (+{len(refused) - 1} more)"
         rows.append(
             [
                 j.job_id,
@@ -197,6 +198,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
                 f"{j.usage.total_tokens:,}",
                 f"{j.usage.usd:.4f}",
                 j.created_at.isoformat(),
+                note[:100],
             ]
         )
     print(_table(rows))
@@ -223,6 +225,8 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     print(f"usage: {job.usage.total_tokens:,} tokens, ${job.usage.usd:.4f}")
     for warning in job.warnings:
         print(f"warning: {warning}")
+    if job.error:
+        print(job.error)
     print()
     print(_result_rows(results))
     for r in results:

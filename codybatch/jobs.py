@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from functools import reduce
+from typing import Any
 
 from codybatch.records import (
     FINISHED_JOB_STATUSES,
@@ -17,28 +18,15 @@ from codybatch.records import (
     job_status_from_results,
     utcnow,
 )
-from codybatch.settings import Settings
-from codybatch.spec import JobSpec, SpecError
+from codybatch.spec import FieldError, JobSpec, SpecError
 from codybatch.store import Store
+from codybatch.text import readable
 
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 
 
 def new_job_id() -> str:
     return "job-" + uuid.uuid4().hex[:16]
-
-
-def check_job(spec: JobSpec, settings: Settings) -> list[str]:
-    """Checks before any work beyond the spec's own (the model's facts, credentials, effort):
-    SpecError with every field error, else the warnings the job should carry."""
-    if not spec.prompt.strip():
-        return []
-    from codybatch.agent.models import check_model  # the SDK only for jobs that call Claude
-
-    check = check_model(spec, settings)
-    if check.errors:
-        raise SpecError(check.errors)
-    return check.warnings
 
 
 def register_job(
@@ -58,6 +46,32 @@ def register_job(
         warnings=list(warnings),
     )
     return store.create_job(job)
+
+
+def record_refused_job(
+    store: Store, conf: Any, errors: Sequence[FieldError], job_id: str, dag_id: str, run_id: str
+) -> Job:
+    """Record a run whose job was refused at validate: FAILED, with its field errors and a
+    readable copy of its input; a job the plugin registered for the run becomes FAILED too."""
+    data = readable(conf) if isinstance(conf, Mapping) else {"conf": readable(conf)}
+    name = data.get("name")
+    if not (isinstance(name, str) and name.strip()):
+        name = "(invalid job)"
+    error = str(SpecError(errors))
+    spec = {
+        "name": name,
+        "repositories": [],
+        "input": data,
+        "errors": [{"field": e.field, "message": e.message} for e in errors],
+    }
+    job = Job(job_id, spec, JobStatus.FAILED, dag_id=dag_id, run_id=run_id, error=error)
+    stored = store.create_job(job)
+    if stored.status == JobStatus.FAILED and stored.error == error:
+        return stored
+    _close_unfinished(store, job_id, RepositoryStatus.FAILED, f"the job was refused: {error}")
+    return store.update_job(
+        job_id, only_from=list(UNFINISHED), status=JobStatus.FAILED, error=error
+    )
 
 
 def finalize_job(

@@ -33,6 +33,9 @@ class Settings:
     store: str = "local"
     runner: str = "local"
     allowed_repositories: tuple[str, ...] = ()
+    # Without an allowlist, local repositories only under here (None: HOME/examples).
+    local_root_dir: Path | None = None
+    job_types_dir: str = ""  # job types besides include/job-types/
     model: str = DEFAULT_MODEL
     effort: str = DEFAULT_EFFORT
     prices: str = ""  # CODYBATCH_PRICES: per-model USD per million tokens (negotiated rates)
@@ -62,6 +65,11 @@ class Settings:
     batch_job_id: str = ""  # set by AWS Batch in the worker's container
 
     @property
+    def local_root(self) -> Path:
+        """Where local repositories may be when no allowlist is set (the demo's examples)."""
+        return (self.local_root_dir or self.home / "examples").absolute()
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be written anywhere."""
         return tuple(s for s in (self.anthropic_api_key, self.github_token) if s)
@@ -76,6 +84,10 @@ class Settings:
             allowed_repositories=_patterns(
                 _first(env, "CODYBATCH_ALLOWED_REPOSITORIES", "ALLOWED_REPOSITORIES")
             ),
+            local_root_dir=Path(root).absolute()
+            if (root := _first(env, "CODYBATCH_LOCAL_ROOT"))
+            else None,
+            job_types_dir=_first(env, "CODYBATCH_JOB_TYPES_DIR"),
             model=_first(env, "CODYBATCH_MODEL", default=DEFAULT_MODEL),
             effort=_first(env, "CODYBATCH_EFFORT", default=DEFAULT_EFFORT).lower(),
             prices=_first(env, "CODYBATCH_PRICES"),

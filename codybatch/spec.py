@@ -8,6 +8,8 @@ API's schema, the New job form and the README's field table are derived from it.
 from __future__ import annotations
 
 import fnmatch
+import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,13 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from codybatch.settings import Settings
+from codybatch.text import (
+    MULTI_LINE_PATTERN,
+    ONE_LINE_PATTERN,
+    has_credentials,
+    multi_line_problem,
+    one_line_problem,
+)
 
 MAX_REPOSITORIES = 5
 MAX_PROMPT = 20_000
@@ -38,6 +47,7 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HOST = re.compile(r"^[a-z0-9.-]+(:\d+)?$")
 _BRANCH = re.compile(r"^(?!/)(?!.*//)(?!.*\.\.)(?!.*@\{)[^\s~^:?*\[\\]+(?<![/.])$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_RENDERED = 2 * MAX_PROMPT
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,19 @@ def parse_repository(raw: str) -> Repository:
     text = raw.strip()
     if not text:
         raise ValueError("is empty: give owner/name, HOST/owner/name or an absolute path")
+    if has_credentials(text):  # never echoed: the message names the fix only
+        raise ValueError(
+            "is a URL with a user name or password in it: remove them (Cody Batch "
+            "authenticates with GITHUB_TOKEN) and give owner/name or https://HOST/owner/name"
+        )
+    problem = one_line_problem(text)
+    if problem:
+        raise ValueError(problem)
+    if "," in text or "\n" in text:
+        raise ValueError(
+            f"{raw!r} holds several repositories: list each one as its own entry "
+            "(one per line in a form)"
+        )
     if text.startswith("file://"):
         url = urlparse(text)
         text = url.path
@@ -140,6 +163,18 @@ def is_allowed(repository: Repository, patterns: Sequence[str]) -> bool:
         for pattern in patterns
         for candidate in candidates
     )
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root.resolve() or root.resolve() in path.parents
+
+
+def repository_allowed(repository: Repository, settings: Settings) -> bool:
+    """The allowlist, or without one the default: GitHub repositories, and local ones only
+    under CODYBATCH_LOCAL_ROOT."""
+    if settings.allowed_repositories:
+        return is_allowed(repository, settings.allowed_repositories)
+    return not repository.is_local or _under(Path(repository.path), settings.local_root)
 
 
 def _normalise_pattern(pattern: str) -> str:
@@ -351,6 +386,23 @@ class JobSpec(BaseModel):
         json_schema_extra={"section": ADVANCED},
     )
 
+    rendered_prompt: str | None = Field(
+        None,
+        title="Task for Claude",
+        description="The job type's template filled with its variables, then the prompt: "
+        "what Claude is asked to do (derived when the job is submitted).",
+        max_length=MAX_RENDERED,
+        json_schema_extra={"internal": True},
+    )
+    guidance: str = Field(
+        "",
+        title="Job type guidance",
+        description="The job type's extra guidance for Claude, sent after the fixed system "
+        "prompt (derived when the job is submitted).",
+        max_length=10_000,
+        json_schema_extra={"internal": True},
+    )
+
     # field-level rules: each raises one error naming the fix, with our own wording
 
     @field_validator("name", mode="before")
@@ -359,25 +411,51 @@ class JobSpec(BaseModel):
         text = _text_value("name", value, required=True)
         if _CONTROL.search(text) or not re.search(r"[A-Za-z0-9]", text):
             raise _fail("must be one line with at least one letter or digit")
+        _one_line(text)
         return text.strip()
 
     @field_validator("prompt", "description", mode="before")
     @classmethod
     def _long_text(cls, value: Any, info: Any) -> str:
-        return _text_value(info.field_name, value) or ""
+        text = _text_value(info.field_name, value) or ""
+        problem = multi_line_problem(text)
+        if problem:
+            raise _fail(problem)
+        return text
 
     @field_validator("verify", "model", "campaign", "base_branch", mode="before")
     @classmethod
     def _optional_text(cls, value: Any, info: Any) -> str | None:
         text = _text_value(info.field_name, value) or None
-        if info.field_name == "base_branch" and text and not _BRANCH.match(text):
-            raise _fail(f"{text!r} is not a valid git branch name")
+        if text is None:
+            return None
+        if info.field_name == "verify":
+            problem = multi_line_problem(text)
+            if problem:
+                raise _fail(problem)
+            return text
+        _one_line(text)
+        if info.field_name == "base_branch":
+            _check_branch(text)
+        return text
+
+    @field_validator("rendered_prompt", "guidance", mode="before")
+    @classmethod
+    def _derived(cls, value: Any, info: Any) -> str | None:
+        if value is None:
+            return cls.model_fields[info.field_name].default
+        text = _text_value(info.field_name, value)
+        problem = multi_line_problem(text)
+        if problem:
+            raise _fail(problem)
         return text
 
     @field_validator("type", mode="before")
     @classmethod
     def _type(cls, value: Any) -> str:
-        return _text_value("type", value) or "custom"
+        text = _text_value("type", value) or "custom"
+        _one_line(text)
+        return text
 
     @field_validator(
         "create_pull_requests", "draft", "network", "review_before_publish", mode="before"
@@ -413,6 +491,8 @@ class JobSpec(BaseModel):
             low, high = float(low), float(high)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _fail(f"must be a number between {low} and {high}")
+        if not math.isfinite(value):
+            raise _fail(f"is {value}, not a finite number: choose a value between {low} and {high}")
         if kind is int and value != int(value):
             raise _fail("must be a whole number")
         # Code (tests, benchmarks) may construct a spec with tighter limits than a user may set.
@@ -442,6 +522,8 @@ class JobSpec(BaseModel):
             raise _fail("must be a list of command prefixes, e.g. 'npm test'")
         if len(value) > MAX_ALLOWED_COMMANDS:
             raise _fail(f"has {len(value)} patterns: at most {MAX_ALLOWED_COMMANDS}")
+        for command in value:
+            _one_line(command)
         return tuple(v.strip() for v in value)
 
     @field_validator("variables", mode="before")
@@ -453,6 +535,10 @@ class JobSpec(BaseModel):
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
         ):
             raise _fail("must be an object of names to text values")
+        for key, text in value.items():
+            problem = one_line_problem(key) or multi_line_problem(text)
+            if problem:
+                raise _fail(f"{key!r}: {problem}")
         return dict(value)
 
     @field_validator("steps", mode="before")
@@ -461,7 +547,7 @@ class JobSpec(BaseModel):
         if value is None or value == [] or value == ():
             return ()
         if isinstance(value, str):
-            value = [line for line in value.splitlines() if line.strip()]
+            raise _fail("must be a list of shell commands, one entry each (one per line in a form)")
         if not isinstance(value, list | tuple):
             raise _fail("must be a list of shell commands")
         if len(value) > MAX_STEPS:
@@ -471,10 +557,13 @@ class JobSpec(BaseModel):
     @field_validator("repositories", mode="before")
     @classmethod
     def _repositories(cls, value: Any) -> tuple[Any, ...]:
-        if isinstance(value, str):
-            value = [line for line in re.split(r"[\n,]", value) if line.strip()]
-        if value is None or value == [] or value == ():
+        if value is None or value in ("", [], ()):
             raise _fail(f"is required: list 1 to {MAX_REPOSITORIES} repositories (owner/name)")
+        if isinstance(value, str):
+            raise _fail(
+                "must be a list of repositories, one entry each (one per line in a form), "
+                'e.g. ["acme/billing", "acme/web"]'
+            )
         if not isinstance(value, list | tuple):
             raise _fail("must be a list of repositories (owner/name)")
         if len(value) > MAX_REPOSITORIES:
@@ -492,18 +581,35 @@ class JobSpec(BaseModel):
                 return parse_repository(raw)
         raise KeyError(f"{key!r} is not a repository of job {self.name!r}")
 
+    @property
+    def task(self) -> str:
+        """What Claude is asked to do: the rendered job type, or the prompt as written."""
+        return self.prompt if self.rendered_prompt is None else self.rendered_prompt
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields (snake_case, lists), as stored and sent as DAG conf."""
+        """Plain JSON-ready fields (snake_case, lists), as stored."""
         return self.model_dump(mode="json")
+
+    def conf(self) -> dict[str, Any]:
+        """The fields a person set, normalised: the conf of the job's DAG run (its validate
+        task derives the rest again)."""
+        return {k: v for k, v in self.to_dict().items() if v is not None and k not in INTERNAL}
 
     @classmethod
     def parse(
-        cls, data: Mapping[str, Any], settings: Settings | None = None, check_local: bool = True
+        cls,
+        data: Mapping[str, Any],
+        settings: Settings | None = None,
+        check_local: bool = True,
+        *,
+        user_input: bool = False,
     ) -> JobSpec:
         """Validate raw input (trigger conf, YAML, API body); raise SpecError with every error.
 
-        `check_local=False` skips checking that local repositories exist (a worker checks
-        only its own, by cloning it)."""
+        `user_input=True` (every entry point) refuses the fields Cody Batch sets itself
+        (campaign, the derived ones); a stored spec keeps them. `check_local=False` skips
+        checking that local repositories exist (a worker checks only its own, by cloning it).
+        """
         settings = settings or Settings.from_env()
         if not isinstance(data, Mapping):
             raise SpecError([FieldError("spec", "must be an object of fields (name, prompt, ...)")])
@@ -518,8 +624,13 @@ class JobSpec(BaseModel):
             errors.append(
                 FieldError(str(key), f"is not a known field: use one of {', '.join(sorted(KNOWN))}")
             )
+        if user_input:
+            for key in sorted(INTERNAL & set(raw)):
+                errors.append(FieldError(key, INTERNAL_MESSAGES.get(key, DERIVED)))
+                raw.pop(key)
         # Missing required fields go through their validators too: one wording for both.
         known = {name: None for name in REQUIRED} | {k: v for k, v in raw.items() if k in KNOWN}
+        errors.extend(_apply_job_type(known, settings))
         bad: set[str] = set()
         spec = None
         try:
@@ -532,7 +643,7 @@ class JobSpec(BaseModel):
                 bad.add(str(error["loc"][0]) if error["loc"] else "spec")
                 message = (error.get("ctx") or {}).get("message") or error["msg"]
                 errors.append(FieldError(field, str(message)))
-        errors.extend(_rules(known, bad, settings, check_local))
+        errors.extend(_rules(known, bad, settings, check_local, user_input))
         if errors or spec is None:
             raise SpecError(errors)
         keys = tuple(parse_repository(r).key for r in spec.repositories)
@@ -548,6 +659,13 @@ ALIASES: dict[str, str] = {
     if choice != name
 }
 KNOWN = frozenset(JobSpec.model_fields)
+INTERNAL = frozenset(
+    name
+    for name, info in JobSpec.model_fields.items()
+    if (info.json_schema_extra or {}).get("internal")
+)
+DERIVED = "is derived from the job type when the job is submitted: remove it"
+INTERNAL_MESSAGES = {"campaign": "is set by a campaign's own DAG only: remove it"}
 REQUIRED = tuple(name for name, info in JobSpec.model_fields.items() if info.is_required())
 _ITEMS = ("repositories", "steps")  # their entries are checked with their index by _rules
 
@@ -567,6 +685,25 @@ def _choices(info: FieldInfo) -> tuple[str, ...]:
     for arg in get_args(info.annotation):
         out.extend(get_args(arg) or ([arg] if isinstance(arg, str) else []))
     return tuple(out)
+
+
+def _one_line(text: str) -> None:
+    problem = one_line_problem(text)
+    if problem:
+        raise _fail(problem)
+
+
+def _check_branch(name: str) -> None:
+    """git check-ref-format for a branch, and never an option to git."""
+    if name.startswith("-"):
+        raise _fail(f"{name!r} starts with '-': a branch name never does; remove it")
+    parts = name.split("/")
+    if (
+        not _BRANCH.match(name)
+        or name == "@"
+        or any(p.startswith(".") or p.endswith(".lock") for p in parts)
+    ):
+        raise _fail(f"{name!r} is not a valid git branch name")
 
 
 def _text_value(field: str, value: Any, *, required: bool = False) -> str:
@@ -599,14 +736,69 @@ def _flag_of(raw: Mapping[str, Any], name: str) -> bool:
         return False
 
 
+def _apply_job_type(known: dict[str, Any], settings: Settings) -> list[FieldError]:
+    """Fill in the job type: its defaults where the job sets none, its template rendered with
+    the variables (then the prompt) and its guidance. A stored spec was filled in already."""
+    if known.get("rendered_prompt") is not None:
+        return []
+    name = known.get("type") or "custom"
+    values = known.get("variables") or {}
+    if not isinstance(name, str) or not isinstance(values, Mapping):
+        return []  # the fields' own checks report these
+    from codybatch.jobtypes import DEFAULT_TYPE, job_types
+
+    types = job_types(settings)
+    if name not in types:
+        return [FieldError("type", f"is {name!r}: choose one of {', '.join(sorted(types))}")]
+    job_type = types[name]
+    if name == DEFAULT_TYPE and not values:
+        return []
+    errors = [
+        FieldError(
+            f"variables.{key}",
+            f"is not a variable of the {name} job type: use "
+            + (", ".join(job_type.variables) or "none (remove variables)"),
+        )
+        for key in values
+        if key not in job_type.variables
+    ]
+    prompt = known.get("prompt") if isinstance(known.get("prompt"), str) else ""
+    use_template = bool(job_type.prompt) and (bool(values) or not prompt.strip())
+    for key, variable in job_type.variables.items():
+        value = values.get(key)
+        if use_template and variable.required and not (isinstance(value, str) and value.strip()):
+            errors.append(
+                FieldError(
+                    f"variables.{key}",
+                    f"is required by the {name} job type ({variable.title}): give it, or write "
+                    "the whole prompt instead",
+                )
+            )
+        elif isinstance(value, str) and len(value) > variable.max_length:
+            errors.append(
+                FieldError(
+                    f"variables.{key}",
+                    f"is {len(value):,} characters: shorten it to at most {variable.max_length:,}",
+                )
+            )
+    for key, value in job_type.defaults.items():
+        if known.get(key) in (None, "", [], ()):
+            known[key] = value
+    if not errors:
+        rendered = job_type.render(dict(values)) if use_template else ""
+        known["rendered_prompt"] = "\n\n".join(p for p in (rendered, prompt.strip()) if p)
+        known["guidance"] = job_type.guidance.strip()
+    return errors
+
+
 def _rules(
-    raw: Mapping[str, Any], bad: set[str], settings: Settings, check_local: bool
+    raw: Mapping[str, Any], bad: set[str], settings: Settings, check_local: bool, user_input: bool
 ) -> list[FieldError]:
     """The rules across fields and entries: steps and repositories one by one, prompt or
     steps, the allowlist, duplicates after normalising, what needs pull requests."""
     errors: list[FieldError] = []
     commands = _step_commands(raw.get("steps"), errors) if "steps" not in bad else []
-    prompt = raw.get("prompt")
+    prompt = raw.get("rendered_prompt") or raw.get("prompt")
     if not (isinstance(prompt, str) and prompt.strip()) and not commands:
         errors.append(
             FieldError("prompt", "is required unless steps are given: say what to change")
@@ -619,37 +811,37 @@ def _rules(
                 "needs create_pull_requests: true (approval decides what is published)",
             )
         )
-    if isinstance(raw.get("repositories"), list | tuple | str):  # entries even when too many
+    if isinstance(raw.get("repositories"), list | tuple):  # entries even when too many
         errors.extend(
-            _repository_errors(raw.get("repositories"), settings, create_prs, check_local)
+            _repository_errors(
+                raw.get("repositories"), settings, create_prs, check_local, user_input
+            )
         )
     return errors
 
 
 def _step_commands(value: Any, errors: list[FieldError]) -> list[str]:
-    if value is None:
+    if not isinstance(value, list | tuple):
         return []
-    if isinstance(value, str):
-        value = [line for line in value.splitlines() if line.strip()]
     commands = []
     for i, command in enumerate(value):
         if not isinstance(command, str) or not command.strip():
             errors.append(FieldError(f"steps[{i}]", "must be a non-empty shell command"))
         elif len(command) > MAX_COMMAND:
             errors.append(FieldError(f"steps[{i}]", f"is longer than {MAX_COMMAND} characters"))
+        elif multi_line_problem(command):
+            errors.append(FieldError(f"steps[{i}]", str(multi_line_problem(command))))
         else:
             commands.append(command)
     return commands
 
 
 def _repository_errors(
-    value: Any, settings: Settings, create_prs: bool, check_local: bool
+    value: Any, settings: Settings, create_prs: bool, check_local: bool, user_input: bool
 ) -> list[FieldError]:
-    if isinstance(value, str):
-        value = [line for line in re.split(r"[\n,]", value) if line.strip()]
     errors: list[FieldError] = []
     keys: list[str] = []
-    for i, item in enumerate(value or ()):
+    for i, item in enumerate(value if isinstance(value, list | tuple) else ()):
         label = f"repositories[{i}]"
         if not isinstance(item, str):
             errors.append(FieldError(label, f"must be a string, not {type(item).__name__}"))
@@ -664,7 +856,23 @@ def _repository_errors(
                 FieldError(label, f"{item!r} is a duplicate of {repo.key!r}: list it once")
             )
             continue
-        if not is_allowed(repo, settings.allowed_repositories):
+        # The default for local paths applies to what people submit; a worker checks its own.
+        outside = (
+            user_input
+            and repo.is_local
+            and not settings.allowed_repositories
+            and not _under(Path(repo.path), settings.local_root)
+        )
+        if outside:
+            errors.append(
+                FieldError(
+                    label,
+                    f"{repo.path} is outside CODYBATCH_LOCAL_ROOT ({settings.local_root}): local "
+                    "repositories must be under it; move the repository there, or set "
+                    "CODYBATCH_LOCAL_ROOT (or CODYBATCH_ALLOWED_REPOSITORIES) to allow it",
+                )
+            )
+        elif not is_allowed(repo, settings.allowed_repositories):
             errors.append(
                 FieldError(
                     label,
@@ -687,6 +895,9 @@ def _repository_errors(
                 )
         keys.append(repo.key)
     return errors
+
+
+MULTI_LINE_FIELDS = ("prompt", "description", "verify")
 
 
 def _json_type(info: FieldInfo) -> tuple[str, dict[str, Any]]:
@@ -734,7 +945,19 @@ def field_schema(name: str) -> dict[str, Any]:
         elif isinstance(meta, Range):
             out["minimum"], out["maximum"] = meta.low, meta.high
     if name == "steps":
-        out["items"] = {"type": "string", "maxLength": MAX_COMMAND}
+        out["items"] = {"type": "string", "maxLength": MAX_COMMAND, "pattern": MULTI_LINE_PATTERN}
+    elif name == "allowed_commands":
+        out["items"] = {"type": "string", "pattern": ONE_LINE_PATTERN}
+    elif name == "repositories":
+        out["items"] = {"type": "string", "maxLength": 1_000, "pattern": ONE_LINE_PATTERN}
+    elif name == "variables":
+        out["additionalProperties"] = {"type": "string", "pattern": MULTI_LINE_PATTERN}
+    elif kind == "string" and "enum" not in out:
+        multi = name in MULTI_LINE_FIELDS
+        out["pattern"] = MULTI_LINE_PATTERN if multi else ONE_LINE_PATTERN
+    if kind == "number":
+        # NaN passes every comparison; this refuses it (no real number is in the inner range).
+        out["not"] = {"type": "number", "minimum": 1e308, "maximum": -1e308}
     if extra.get("section"):
         out["section"] = extra["section"]
     if extra.get("format"):
@@ -745,10 +968,28 @@ def field_schema(name: str) -> dict[str, Any]:
     return out
 
 
-def param_schemas() -> dict[str, dict[str, Any]]:
+def param_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """A JSON schema per field a person may set (trigger form, API docs), in form order."""
-    return {
-        name: field_schema(name)
-        for name, info in JobSpec.model_fields.items()
-        if not (info.json_schema_extra or {}).get("internal")
-    }
+    from codybatch.jobtypes import job_types
+
+    schemas = {name: field_schema(name) for name in JobSpec.model_fields if name not in INTERNAL}
+    types = job_types(settings)
+    schemas["type"]["enum"] = [None, *sorted(types)]
+    schemas["type"]["values_display"] = {n: t.title for n, t in types.items()}
+    schemas["type"].pop("pattern", None)
+    return schemas
+
+
+def field_table() -> str:
+    """The README's table of job fields, written from the model (a test keeps them equal)."""
+    camel = {name: alias for alias, name in ALIASES.items()}
+    rows = ["| Field | Required | Default | Meaning |", "|---|---|---|---|"]
+    for name, info in JobSpec.model_fields.items():
+        if name in INTERNAL:
+            continue
+        label = f"`{name}`" + (f" (`{camel[name]}`)" if name in camel else "")
+        required = "yes" if info.is_required() else ("unless `steps`" if name == "prompt" else "")
+        default = "" if info.is_required() else info.get_default(call_default_factory=True)
+        shown = "" if default in ("", None, (), {}) else f"`{json.dumps(default)}`"
+        rows.append(f"| {label} | {required} | {shown} | {info.description} |")
+    return "\n".join(rows)

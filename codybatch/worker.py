@@ -33,7 +33,7 @@ from codybatch.redact import contains_secret, redact, redact_text
 from codybatch.sandbox import detect
 from codybatch.settings import Settings
 from codybatch.shell import run_command, truncate
-from codybatch.spec import JobSpec, Repository, SpecError, is_allowed
+from codybatch.spec import JobSpec, Repository, SpecError, repository_allowed
 from codybatch.store import StaleWriteError, Store, open_store
 from codybatch.verify import run_verify
 
@@ -191,7 +191,7 @@ class Pipeline:
             detect(self.settings.sandbox).require()  # before any work, not after the clone
         self.clone(spec, repo, remote, checkout)
         self.run_steps(spec, checkout)
-        if spec.prompt:
+        if spec.task:
             self.run_claude(spec, checkout)
         elif spec.verify:
             self.run_verify(spec, checkout)
@@ -218,7 +218,7 @@ class Pipeline:
                 Phase.CHECKING, f"the job spec is no longer valid: {exc}"
             ) from None
         repo = spec.repository(self.result.repository)
-        if not is_allowed(repo, self.settings.allowed_repositories):
+        if not repository_allowed(repo, self.settings):
             raise RepositoryFailed(
                 Phase.CHECKING, f"{self.result.repository} is not in the allowlist of this worker"
             )

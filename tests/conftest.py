@@ -34,6 +34,8 @@ for _name in ("GITHUB_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_API_KEY", "CODYBATCH_
     os.environ.pop(_name, None)
 _CODYBATCH_HOME = Path(tempfile.mkdtemp(prefix="codybatch-home-"))
 os.environ.setdefault("CODYBATCH_HOME", str(_CODYBATCH_HOME))
+# Tests make their local repositories in tmp dirs: allow those (and only those) by default.
+os.environ.setdefault("CODYBATCH_LOCAL_ROOT", tempfile.gettempdir())
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ from codybatch.spec import (
     MAX_PROMPT,
     JobSpec,
     SpecError,
+    field_table,
     is_allowed,
+    param_schemas,
     parse_repository,
+    repository_allowed,
 )
 from tests.helpers import make_repo
 
@@ -137,15 +141,9 @@ def test_local_bare_repository_is_accepted(tmp_path: Path) -> None:
     assert JobSpec.parse(spec(repositories=[str(bare)]), OPEN).repositories == (str(bare),)
 
 
-def test_repositories_as_one_per_line_text(local_repo: Path) -> None:
-    text = f"acme/one\n\n  github.com/acme/two \nghe.example.com/x/y\n{local_repo}\n"
-    job = JobSpec.parse(spec(repositories=text), OPEN)
-    assert job.repositories == (
-        "github.com/acme/one",
-        "github.com/acme/two",
-        "ghe.example.com/x/y",
-        str(local_repo),
-    )
+def test_repositories_as_one_text_are_refused_not_split(local_repo: Path) -> None:
+    text = f"acme/one\ngithub.com/acme/two\n{local_repo}\n"
+    assert [f for f, _ in errors_of(spec(repositories=text))] == ["repositories"]
 
 
 def test_five_repositories_are_allowed() -> None:
@@ -153,8 +151,8 @@ def test_five_repositories_are_allowed() -> None:
     assert len(JobSpec.parse(spec(repositories=repos), OPEN).repositories) == 5
 
 
-def test_steps_without_prompt_and_steps_as_text() -> None:
-    job = JobSpec.parse(spec(prompt="", steps="echo one\n\necho two\n"), OPEN)
+def test_steps_without_prompt() -> None:
+    job = JobSpec.parse(spec(prompt="", steps=["echo one", "echo two"]), OPEN)
     assert job.prompt == ""
     assert job.steps == ("echo one", "echo two")
 
@@ -259,7 +257,7 @@ def test_duplicate_local_repository_as_path_and_url(local_repo: Path) -> None:
     assert "duplicate" in errors[0][1]
 
 
-@pytest.mark.parametrize("repositories", [None, [], "", "\n \n"])
+@pytest.mark.parametrize("repositories", [None, [], ""])
 def test_no_repositories(repositories: Any) -> None:
     errors = errors_of(spec(repositories=repositories))
     assert errors == [
@@ -500,3 +498,106 @@ def test_all_errors_of_a_spec_are_reported_together(tmp_path: Path) -> None:
 def test_spec_error_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="repositories"):
         JobSpec.parse(spec(repositories=[]), OPEN)
+
+
+# strict text, branches, URLs, numbers, the local default, the README
+
+
+def test_the_readme_field_table_is_the_model() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert field_table() in readme, "README.md: paste codybatch.spec.field_table() as the table"
+
+
+@pytest.mark.parametrize(
+    ("name", "char"),
+    [
+        ("invoice\u202efdp.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("re\u200bname", "U+200B (ZERO WIDTH SPACE)"),
+        ("one\u2028two", "U+2028 (LINE SEPARATOR)"),
+        ("one\x85two", "U+0085 (NEXT LINE)"),
+    ],
+)
+def test_names_are_one_line_of_visible_text(name: str, char: str) -> None:
+    assert errors_of(spec(name=name)) == [
+        ("name", f"contains {char}, a control or invisible character: remove it")
+    ]
+
+
+def test_a_lone_surrogate_is_refused_by_name() -> None:
+    [(field, message)] = errors_of(spec(description="why \udcff"))
+    assert field == "description" and "U+DCFF" in message and "valid UTF-8" in message
+
+
+def test_prompts_keep_newlines_and_tabs_but_no_other_control() -> None:
+    assert JobSpec.parse(spec(prompt="line one\n\tline two\r\n"), OPEN).prompt.count("\n") == 2
+    assert errors_of(spec(prompt="a\x00b"))[0][1].startswith("contains U+0000 (NUL)")
+    assert errors_of(spec(model="claude\r\nX: 1"))[0][0] == "model"
+
+
+@pytest.mark.parametrize("branch", ["-upload-pack=x", "feature.lock", "x/.hidden", "@"])
+def test_branches_follow_check_ref_format(branch: str) -> None:
+    [(field, message)] = errors_of(spec(base_branch=branch))
+    assert field == "base_branch" and repr(branch) in message
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_numbers_are_finite(value: float) -> None:
+    [(field, message)] = errors_of(spec(max_usd=value))
+    assert field == "max_usd"
+    assert message.endswith("not a finite number: choose a value between 0.01 and 500.0")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://bot:s3cr3t@github.com/acme/x", "https://s3cr3t@github.com/acme/x"]
+)
+def test_credentials_in_a_url_are_refused_without_echo(url: str) -> None:
+    [(field, message)] = errors_of(spec(repositories=[url]))
+    assert field == "repositories[0]" and "s3cr3t" not in message
+    assert "user name or password" in message
+
+
+def test_strings_are_never_split() -> None:
+    assert errors_of(spec(repositories="acme/a,acme/b")) == [
+        (
+            "repositories",
+            "must be a list of repositories, one entry each (one per line in a form), "
+            'e.g. ["acme/billing", "acme/web"]',
+        )
+    ]
+    assert errors_of(spec(repositories=["acme/a, acme/b"]))[0][0] == "repositories[0]"
+    assert errors_of(spec(steps="echo one\necho two"))[0][0] == "steps"
+
+
+def test_local_repositories_default_to_the_local_root(tmp_path: Path) -> None:
+    inside = make_repo(tmp_path / "examples" / "svc", {"a": "1"})
+    outside = make_repo(tmp_path / "elsewhere", {"a": "1"})
+    settings = Settings(home=tmp_path)
+    JobSpec.parse(spec(repositories=[str(inside)]), settings, user_input=True)
+    for path in (str(outside), "/proc/self/cwd", sys.prefix):
+        found = errors_of_input(spec(repositories=[path]), settings)
+        assert {f for f, _ in found} == {"repositories[0]"}
+        assert any("is outside CODYBATCH_LOCAL_ROOT" in m for _, m in found), found
+    allowed = Settings(home=tmp_path, allowed_repositories=(f"{tmp_path}/*",))
+    JobSpec.parse(spec(repositories=[str(outside)]), allowed, user_input=True)
+    assert repository_allowed(parse_repository(str(inside)), settings)
+    assert not repository_allowed(parse_repository(str(outside)), settings)
+    assert repository_allowed(parse_repository("acme/x"), settings)
+
+
+def errors_of_input(data: Any, settings: Settings) -> list[tuple[str, str]]:
+    with pytest.raises(SpecError) as info:
+        JobSpec.parse(data, settings, user_input=True)
+    return [(e.field, e.message) for e in info.value.errors]
+
+
+def test_the_trigger_form_params_come_from_the_model() -> None:
+    import re
+
+    schemas = param_schemas()
+    assert set(schemas) == set(JobSpec.model_fields) - {"campaign", "rendered_prompt", "guidance"}
+    assert schemas["repositories"]["maxItems"] == 5 and schemas["repositories"]["minItems"] == 1
+    assert schemas["max_turns"]["type"] == ["null", "integer"]  # optional: not required
+    assert schemas["create_pull_requests"]["type"] == ["null", "boolean"]  # a switch, no '*'
+    assert schemas["effort"]["enum"] == [None, "low", "medium", "high", "xhigh", "max"]
+    name = re.compile(schemas["name"]["pattern"])
+    assert name.search("Rename foo") and not name.search("a\u202eb") and not name.search("\udcff")

@@ -99,9 +99,14 @@ def tool_definitions(shell: bool = False) -> list[dict[str, Any]]:
     return [EDITOR_TOOL, SEARCH_TOOL, *commands, {**FINISH_TOOL, "cache_control": EPHEMERAL}]
 
 
-def system_blocks() -> list[dict[str, Any]]:
-    """The system prompt as sent: one block closing the cached tools+system prefix."""
-    return [{"type": "text", "text": prompts.SYSTEM, "cache_control": EPHEMERAL}]
+def system_blocks(guidance: str = "") -> list[dict[str, Any]]:
+    """The system prompt as sent; a job type's guidance is a second block after the fixed
+    one, so the prefix stays byte-identical within a job. The last block closes the cache."""
+    blocks = [{"type": "text", "text": prompts.SYSTEM}]
+    if guidance.strip():
+        blocks.append({"type": "text", "text": guidance.strip()})
+    blocks[-1]["cache_control"] = EPHEMERAL
+    return blocks
 
 
 class _Session:
@@ -153,7 +158,7 @@ class _Session:
                 self.check_model()
                 first = build_first_message(
                     self.checkout,
-                    self.spec.prompt,
+                    self.spec.task,
                     self.spec.verify,
                     describe(self.shell),
                     self.instructions,
@@ -297,7 +302,7 @@ class _Session:
             raw = self.client.messages.with_raw_response.create(
                 model=request_model(self.settings, self.model),
                 max_tokens=self.next_max_tokens,
-                system=system_blocks(),
+                system=system_blocks(self.spec.guidance),
                 tools=tool_definitions(self.shell.offered),
                 messages=self.request_messages(),
                 **extra,

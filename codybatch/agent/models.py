@@ -152,7 +152,7 @@ class ModelCheck:
 def check_model(spec: JobSpec, settings: Settings, client: Any = None) -> ModelCheck:
     """Refuse what would fail in every repository; warn about what runs but needs attention."""
     check = ModelCheck()
-    if not spec.prompt.strip():
+    if not spec.task.strip():
         return check  # shell steps only: Claude is not called
     model_field = "model" if spec.model else "CODYBATCH_MODEL"
     model = spec.model or settings.model

@@ -27,7 +27,14 @@ from codybatch.fleet import campaign_slug
 from codybatch.rollout import Rollout, parse_rollout
 from codybatch.selection import Selector, parse_selector, select_repositories
 from codybatch.settings import Settings
-from codybatch.spec import MAX_REPOSITORIES, FieldError, JobSpec, SpecError, parse_repository
+from codybatch.spec import (
+    INTERNAL_MESSAGES,
+    MAX_REPOSITORIES,
+    FieldError,
+    JobSpec,
+    SpecError,
+    parse_repository,
+)
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +170,8 @@ def load_campaign(
     selector = parse_selector(data.get("select"), field_errors)
     job = {k: v for k, v in data.items() if k not in CAMPAIGN_FIELDS}
     raw_repositories = job.pop("repositories", None)
-    job.pop("campaign", None)
+    if job.pop("campaign", None) is not None:  # the file name names it, as any entry point
+        field_errors.append(FieldError("campaign", INTERNAL_MESSAGES["campaign"]))
     home = str(settings.home)
     if isinstance(raw_repositories, str):
         raw_repositories = [r for r in re.split(r"[\n,]", raw_repositories) if r.strip()]

@@ -76,32 +76,60 @@ def worker_command(job_id: str, repository: str) -> list[str]:
     return ["codybatch", "worker", "--job-id", job_id, "--repository", repository]
 
 
+def check_conf(
+    params: dict[str, Any], conf: dict[str, Any], dag_id: str, run_id: str | None = None
+) -> tuple[Any, list[str]]:
+    """The job of a run, parsed by the job model and checked before work: (spec, notes).
+
+    Raises SpecError with every field error; the validate task and the tests call this. Only a
+    campaign's own DAG, or a run its launcher recorded, carries a campaign."""
+    from codybatch.airflow.campaigns import DAG_PREFIX
+    from codybatch.checks import checked
+    from codybatch.spec import JobSpec
+
+    settings = Settings.from_env()
+    data = spec_input(params, conf)
+    campaign = None
+    if dag_id.startswith(DAG_PREFIX):
+        campaign = dag_id.removeprefix(DAG_PREFIX)
+    elif "campaign" in data and run_id and _launched_by_campaign(data, run_id):
+        campaign = data.pop("campaign")
+    spec = JobSpec.parse(data, settings, user_input=True)
+    if campaign is not None:
+        spec = spec.model_copy(update={"campaign": campaign})
+    return spec, checked(spec, settings)
+
+
+def record_refused(conf: dict[str, Any], errors: Any, dag_id: str, run_id: str) -> None:
+    """A run refused by validate is still a job: FAILED, with its field errors, so the jobs
+    list, its Results tab and `codybatch jobs` show why."""
+    from codybatch.jobs import record_refused_job
+    from codybatch.store import open_store
+
+    record_refused_job(open_store(), conf, errors, job_id_for_run(dag_id, run_id), dag_id, run_id)
+
+
 @task(**INFRA_RETRIES)
 def validate() -> dict[str, Any]:
     """Check the whole input before any work; the run fails here with every field error."""
-    from codybatch.airflow.campaigns import DAG_PREFIX
-    from codybatch.jobs import check_job
-    from codybatch.spec import FieldError, JobSpec, SpecError
+    from codybatch.spec import SpecError
 
     context = get_current_context()
     conf = dict(context["dag_run"].conf or {})
-    data = spec_input(dict(context["params"]), conf)
-    dag_id = context["dag"].dag_id
+    dag_id, run_id = context["dag"].dag_id, context["dag_run"].run_id
     try:
-        if dag_id.startswith(DAG_PREFIX):
-            data["campaign"] = dag_id.removeprefix(DAG_PREFIX)
-        elif "campaign" in data and not _launched_by_campaign(data, context["dag_run"].run_id):
-            raise SpecError(
-                [FieldError("campaign", "is set by a campaign's own runs only: remove it")]
-            )
-        spec = JobSpec.parse(data)
-        # The model's facts: a retired model, a bad effort or no key fails here, not per clone.
-        warnings = check_job(spec, Settings.from_env())
+        spec, notes = check_conf(dict(context["params"]), conf, dag_id, run_id)
     except SpecError as exc:
-        raise AirflowFailException(str(exc)) from None
-    for warning in warnings:
-        log.warning("%s", warning)
-    context["ti"].xcom_push(key=WARNINGS_KEY, value=warnings)
+        for error in exc.errors:
+            log.error("invalid job: %s", error)
+        record_refused(conf, exc.errors, dag_id, run_id)
+        raise AirflowFailException(
+            f"the job is invalid ({len(exc.errors)} field errors, logged above); it is "
+            "recorded as a FAILED job with them"
+        ) from None
+    for note in notes:
+        log.warning("%s", note)
+    context["ti"].xcom_push(key=WARNINGS_KEY, value=notes)
     return spec.to_dict()
 
 

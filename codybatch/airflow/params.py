@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from codybatch.spec import ALIASES, param_schemas
+from codybatch.spec import ALIASES, REQUIRED, param_schemas
 
 
 def job_params(defaults: dict[str, Any] | None = None) -> dict[str, Param]:
@@ -15,8 +15,11 @@ def job_params(defaults: dict[str, Any] | None = None) -> dict[str, Param]:
     d = defaults or {}
     params = {}
     for name, schema in param_schemas().items():
-        empty = [] if schema["type"] == "array" else ""  # required: filled in by the user
-        default = d.get(name, schema.pop("default", empty))
+        fallback = schema.pop("default", [] if schema["type"] == "array" else "")
+        if name in REQUIRED or "boolean" in schema["type"]:
+            default = d.get(name, fallback)  # a switch shows its real default
+        else:
+            default = d.get(name)  # empty: not given, so a job type's default can apply
         if isinstance(default, tuple):
             default = list(default)
         params[name] = Param(default, **schema)

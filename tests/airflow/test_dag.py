@@ -98,19 +98,25 @@ def test_airflow_refuses_a_conf_outside_the_params_schema(job_dag, demo_conf: di
         job_dag.test(run_conf=demo_conf)
 
 
-def test_bad_conf_fails_at_validate_before_any_work(
-    job_dag, demo_conf: dict, codybatch_home: Path, tmp_path: Path
+def test_bad_conf_fails_at_validate_and_is_recorded_as_failed(
+    job_dag, demo_conf: dict, codybatch_home: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     demo_conf["colour"] = "blue"  # not a param: only the validate task sees it
+    demo_conf["steps"] = []  # and no prompt either: a rule across fields
     run = job_dag.test(run_conf=demo_conf)
 
     assert run.state == "failed"
     states = _task_states(run)
     assert states[("validate", -1)][0] == "failed"
     assert all(state != "success" for (task, _), (state, _) in states.items() if task != "validate")
-    assert (
-        not (codybatch_home / "codybatch.db").exists() or not LocalStore(codybatch_home).list_jobs()
-    )
+    job = LocalStore(codybatch_home).get_job(job_id_for_run("codybatch_job", run.run_id))
+    assert job is not None and job.status == JobStatus.FAILED  # listed, with why
+    assert [e["field"] for e in job.spec["errors"]] == ["colour", "prompt"]
+    assert "prompt: is required unless steps are given" in job.error
+    assert job.spec["input"]["colour"] == "blue" and job.repositories == []
+    assert LocalStore(codybatch_home).list_results(job.job_id) == []  # nothing was cloned
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("invalid job")]
+    assert "invalid job: prompt: is required unless steps are given: say what to change" in logged
 
 
 def test_outside_allowlist_fails_at_validate(
@@ -121,7 +127,28 @@ def test_outside_allowlist_fails_at_validate(
 
     assert run.state == "failed"
     assert _task_states(run)[("validate", -1)][0] == "failed"
-    assert not LocalStore(codybatch_home).list_jobs()
+    [job] = LocalStore(codybatch_home).list_jobs()
+    assert job.status == JobStatus.FAILED
+    assert {e["field"] for e in job.spec["errors"]} == {
+        "repositories[0]",
+        "repositories[1]",
+        "repositories[2]",
+    }
+
+
+def test_a_github_job_without_a_token_and_a_prompt_without_a_key_fail_at_validate(
+    job_dag, demo_conf: dict, codybatch_home: Path
+) -> None:
+    demo_conf["repositories"] = ["acme/billing", "acme/web"]
+    demo_conf["prompt"] = "Replace oldFunction with newFunction."
+    run = job_dag.test(run_conf=demo_conf)
+
+    assert run.state == "failed"
+    [job] = LocalStore(codybatch_home).list_jobs()
+    assert job.status == JobStatus.FAILED
+    errors = {e["field"]: e["message"] for e in job.spec["errors"]}
+    assert "GITHUB_TOKEN is not set" in errors["repositories"]
+    assert "ANTHROPIC_API_KEY is not set" in errors["prompt"]
 
 
 def test_failing_repository_does_not_stop_the_others(

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -152,6 +153,7 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> I
         AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
         CODYBATCH_HOME=str(codybatch_home),
+        CODYBATCH_LOCAL_ROOT=tempfile.gettempdir(),  # the tests' repositories
     )
     log = base / "standalone.log"
     for command in (

@@ -25,8 +25,9 @@ from codybatch.records import (
 from codybatch.redact import redact, redact_text
 from codybatch.reports import result_counts
 from codybatch.settings import Settings
-from codybatch.spec import JobSpec, parse_repository
+from codybatch.spec import JobSpec, parse_repository, repository_allowed
 from codybatch.store import Store, open_store
+from codybatch.text import scrub
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,9 @@ def get_result(the_store: Store, job: Job, raw: str) -> RepositoryResult:
 
 
 def safe(value: Any, config: Settings) -> Any:
-    """A JSON-like value with every configured secret masked (defence in depth)."""
-    return redact(value, config.secrets)
+    """A JSON-like value with every configured secret masked (defence in depth), and any
+    text a stored row may hold made encodable (a lone surrogate must not fail a page)."""
+    return redact(scrub(value), config.secrets)
 
 
 def safe_text(text: str, config: Settings) -> str:
@@ -238,13 +240,16 @@ class Created:
 
 
 def create_job(data: Any, user_name: str, config: Settings, the_store: Store) -> Created:
-    """Validate a job, trigger its DAG run and register it; SpecError on bad input."""
-    from codybatch.jobs import check_job, register_job
+    """Validate and check a job, trigger its DAG run and register it; SpecError on bad input.
 
-    spec = JobSpec.parse(data, config)
-    checked = check_job(spec, config)  # the DAG's validate checks again; refuse early here
+    The same parse and checks as the DAG's validate task, so a registered job always runs."""
+    from codybatch.checks import checked
+    from codybatch.jobs import register_job
+
+    spec = JobSpec.parse(data, config, user_input=True)
+    notes = checked(spec, config)
     run_id = new_run_id()
-    conf = {k: v for k, v in spec.to_dict().items() if v is not None}
+    conf = spec.conf()
     try:
         paused = trigger_run(JOB_DAG_ID, run_id, conf, user_name)
     except RunError as exc:
@@ -256,9 +261,9 @@ def create_job(data: Any, user_name: str, config: Settings, the_store: Store) ->
         job_id=job_id_for_run(JOB_DAG_ID, run_id),
         dag_id=JOB_DAG_ID,
         run_id=run_id,
-        warnings=checked,
+        warnings=notes,
     )
-    warnings = list(checked)
+    warnings = list(notes)
     if paused:
         warnings.append(f"the {JOB_DAG_ID} DAG is paused: the run waits until someone unpauses it")
     return Created(job, run_id, paused, warnings)
@@ -317,8 +322,6 @@ def publish(job: Job, raw: str, config: Settings, the_store: Store) -> list[Repo
 def repositories(config: Settings, the_store: Store, *, visible: JobFilter) -> dict[str, Any]:
     """Repositories a new job may use: GitHub's (with a token) or the allowlist's literals,
     plus local repositories of recent jobs (that `visible` keeps) that the allowlist allows."""
-    from codybatch.spec import is_allowed
-
     found: set[str] = set()
     source = "allowlist"
     error = None
@@ -344,11 +347,7 @@ def repositories(config: Settings, the_store: Store, *, visible: JobFilter) -> d
                 repo = parse_repository(key)
             except ValueError:
                 continue
-            if (
-                repo.is_local
-                and is_allowed(repo, config.allowed_repositories)
-                and Path(repo.path).exists()
-            ):
+            if repo.is_local and repository_allowed(repo, config) and Path(repo.path).exists():
                 found.add(repo.key)
     out: dict[str, Any] = {"repositories": sorted(found), "source": source}
     if error:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from codybatch import reports
 from codybatch.airflow.ui import actions, campaignview
@@ -35,11 +36,67 @@ Format = Annotated[
     Literal["json", "csv"], Query(description="json, or csv for a spreadsheet (a download)")
 ]
 EXAMPLE = {
-    "name": "Replace oldFunction",
-    "prompt": "Replace every call of oldFunction with newFunction(x, {strict: true}).",
+    "name": "Update code patterns",
+    "description": "oldFunction is deprecated",
+    "type": "code-pattern-update",
+    "prompt": "Replace every call of oldFunction(x) with newFunction(x, {version: 2}).",
     "repositories": ["acme/billing-service", "acme/web-frontend"],
-    "create_pull_requests": False,
+    "createPullRequests": False,
 }
+
+
+class CreatedJob(BaseModel):
+    """A job that passed the job model and the checks before work, and its DAG run."""
+
+    job_id: str
+    dag_id: str
+    run_id: str
+    status: str
+    url: str = Field(description="The job's page")
+    warnings: list[str] = Field(description="Notes, e.g. repositories without push access")
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The field, e.g. name or repositories[1]")
+    message: str = Field(description="What is wrong and how to fix it")
+
+
+class InvalidJob(BaseModel):
+    detail: str
+    errors: list[FieldProblem]
+
+
+class JobTypeVariable(BaseModel):
+    name: str
+    title: str
+    description: str
+    required: bool
+    max_length: int
+
+
+class JobTypeInfo(BaseModel):
+    name: str
+    title: str
+    description: str
+    prompt: str = Field(description="The template; {variable} is replaced by its value")
+    variables: list[JobTypeVariable]
+    defaults: dict[str, Any]
+    guidance: str = Field(description="Extra guidance for Claude, after the system prompt")
+
+
+class JobTypes(BaseModel):
+    job_types: list[JobTypeInfo]
+
+
+def _request_schema() -> dict[str, Any]:
+    """The create-job body as JSON schema, from the job model (its camelCase names work too)."""
+    from codybatch.spec import REQUIRED, param_schemas
+
+    properties = {
+        name: {k: v for k, v in schema.items() if k not in ("section", "values_display")}
+        for name, schema in param_schemas().items()
+    }
+    return {"type": "object", "properties": properties, "required": list(REQUIRED)}
 
 
 @router.get("/health", summary="The plugin is up and its store answers")
@@ -92,17 +149,45 @@ def list_jobs(
     }
 
 
+@router.get("/job-types", summary="The job types a job may name in `type`")
+def job_types(user: ApiUser) -> JobTypes:
+    from codybatch.jobtypes import job_types as load
+
+    found = load(actions.settings())
+    return JobTypes(
+        job_types=[
+            JobTypeInfo(
+                **t.model_dump(exclude={"variables"}),
+                variables=[
+                    JobTypeVariable(name=n, **v.model_dump()) for n, v in t.variables.items()
+                ],
+            )
+            for t in found.values()
+        ]
+    )
+
+
 @router.post(
     "/jobs",
     status_code=201,
-    summary="Validate a job and trigger its codybatch_job run",
-    responses={400: {"description": "Invalid job: every field error"}, **CHANGE},
+    summary="Validate a job, check it before work, and trigger its codybatch_job run",
+    responses={
+        400: {"description": "Invalid job: every field error", "model": InvalidJob},
+        **CHANGE,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": _request_schema(),
+                    "examples": {"seed": {"value": EXAMPLE}},
+                }
+            },
+        }
+    },
 )
-def create_job(
-    request: Request,
-    user: ApiUser,
-    body: Annotated[Any, Body(openapi_examples={"job": {"value": EXAMPLE}})],
-) -> dict[str, Any]:
+def create_job(request: Request, user: ApiUser, body: Annotated[Any, Body()]) -> CreatedJob:
     check_csrf(request, user)
     require_run_permission(user, actions.JOB_DAG_ID, "POST")
     config = actions.settings()
@@ -111,14 +196,14 @@ def create_job(
     except SpecError as exc:
         raise ActionError("invalid job", 400, exc.as_dict()) from None
     root = request.scope.get("root_path", "").rstrip("/")
-    return {
-        "job_id": created.job.job_id,
-        "dag_id": actions.JOB_DAG_ID,
-        "run_id": created.run_id,
-        "status": created.job.status.value,
-        "url": f"{root}/jobs/{created.job.job_id}",
-        "warnings": created.warnings,
-    }
+    return CreatedJob(
+        job_id=created.job.job_id,
+        dag_id=actions.JOB_DAG_ID,
+        run_id=created.run_id,
+        status=created.job.status.value,
+        url=f"{root}/jobs/{created.job.job_id}",
+        warnings=created.warnings,
+    )
 
 
 @router.get(
@@ -299,7 +384,7 @@ def _result(job: Job, repository: str) -> dict[str, Any]:
 def csv_response(text: str, filename: str) -> Response:
     """A CSV download: UTF-8, with the file name a browser saves it under."""
     return Response(
-        text.encode("utf-8"),
+        text.encode("utf-8", "replace"),  # any stored text: a lone surrogate becomes "?"
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="{actions.safe_filename(filename)}"'

@@ -35,9 +35,11 @@ from codybatch.airflow.ui.auth import (
     require_run_permission,
 )
 from codybatch.airflow.ui.urls import airflow_root
+from codybatch.jobtypes import job_types
 from codybatch.records import FINISHED_JOB_STATUSES, Job, JobStatus, job_id_for_run
 from codybatch.reports import result_counts
-from codybatch.spec import SpecError
+from codybatch.spec import SpecError, param_schemas
+from codybatch.text import scrub
 
 router = APIRouter(include_in_schema=False)
 
@@ -55,10 +57,12 @@ _env.filters["web_url"] = lambda url: url if str(url).startswith(("https://", "h
 
 
 def _tokens(value: int) -> str:
-    return f"{value:,}"
+    return f"{value:,}" if isinstance(value, int | float) else "-"  # any stored row renders
 
 
 def _usd(value: float) -> str:
+    if not isinstance(value, int | float):
+        return "-"
     return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
 
 
@@ -73,7 +77,8 @@ def render(request: Request, template: str, http_status: int = 200, **context: A
     html = _env.get_template(template).render(
         root=root, airflow_root=airflow_root(), csrf_field=CSRF_FIELD, **context
     )
-    return HTMLResponse(html, status_code=http_status)
+    # A stored row may hold any text (a lone surrogate): the page still renders for everyone.
+    return HTMLResponse(scrub(html), status_code=http_status)
 
 
 def error_page(request: Request, status: int, message: str) -> HTMLResponse:
@@ -154,7 +159,8 @@ def _new_form(
     listed = actions.repositories(config, actions.store(config), visible=JobReader(user).jobs)
     by_field: dict[str, list[str]] = {}
     for error in errors:
-        by_field.setdefault(error["field"].split("[")[0], []).append(error["message"])
+        name = error["field"].split("[")[0].split(".")[0]
+        by_field.setdefault(name, []).append(error["message"])
     return render(
         request,
         "new.html",
@@ -163,33 +169,48 @@ def _new_form(
         errors=errors,
         by_field=by_field,
         listed=listed,
+        job_types=job_types(config),
+        fields=param_schemas(config),
         **_common(user, request),
     )
 
 
+FORM_TEXT = ("name", "description", "prompt", "verify", "base_branch", "model", "type")
+FORM_NUMBERS = ("max_turns", "max_tokens", "max_usd", "max_minutes")
+
+
+def _number(raw: str) -> int | float | str:
+    """A number as typed: int, else float (1e999 is inf, which the model refuses), else text."""
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            continue
+    return raw
+
+
 def _form_spec(form: Any) -> dict[str, Any]:
-    """The form's fields as JobSpec input; empty optional fields are left out."""
+    """The form's fields as job input, as typed (the job model refuses, never the form);
+    empty optional fields are left out."""
     repos = list(form.getlist("repositories"))
-    repos += [line.strip() for line in str(form.get("more_repositories", "")).splitlines()]
-    data: dict[str, Any] = {
-        "name": str(form.get("name", "")),
-        "description": str(form.get("description", "")),
-        "prompt": str(form.get("prompt", "")),
-        "repositories": [r for r in repos if r],
-        "create_pull_requests": form.get("create_pull_requests") == "on",
-        "steps": [s for s in str(form.get("steps", "")).splitlines() if s.strip()],
-        "verify": str(form.get("verify", "")).strip(),
-        "base_branch": str(form.get("base_branch", "")).strip(),
-        "model": str(form.get("model", "")).strip(),
-    }
-    for name, kind in (("max_turns", int), ("max_usd", float)):
+    repos += str(form.get("more_repositories", "")).splitlines()
+    data: dict[str, Any] = {name: str(form.get(name, "")) for name in FORM_TEXT}
+    data["repositories"] = [r for r in repos if r.strip()]
+    data["create_pull_requests"] = form.get("create_pull_requests") == "on"
+    data["steps"] = [s for s in str(form.get("steps", "")).splitlines() if s.strip()]
+    for name in FORM_NUMBERS:
         raw = str(form.get(name, "")).strip()
         if raw:
-            try:
-                data[name] = kind(raw)
-            except ValueError:
-                data[name] = raw  # JobSpec reports it with the field name
-    return {k: v for k, v in data.items() if v not in ("", [], None)}
+            data[name] = _number(raw)
+    prefix = f"var__{data['type']}__"
+    data["variables"] = {
+        key.removeprefix(prefix): str(value)
+        for key, value in form.items()
+        if key.startswith(prefix) and str(value)
+    }
+    if data["type"] == "custom":
+        data.pop("type")
+    return {k: v for k, v in data.items() if v not in ("", [], {}, None)}
 
 
 @router.post("/jobs/new", response_class=HTMLResponse)
