@@ -221,7 +221,7 @@ def bench_lean_imports(bench_dir: Path, sizes: Sizes, figures: list[Figure]) -> 
     spec.write_text(
         json.dumps({"name": "imports", "steps": ["true"], "repositories": [str(p) for p in repos]})
     )
-    env = clean_env(CODYBATCH_HOME=str(work / "home"))
+    env = clean_env(CODYBATCH_HOME=str(work / "home"), CODYBATCH_LOCAL_ROOT=str(repos[0].parent))
     checks = {"codybatch --help": _codybatch("--help"), "codybatch run": _codybatch("run")}
     checks["codybatch run"].append(str(spec))
     job_id = _register(work / "home", [repos[0]], ["true"])
@@ -253,7 +253,9 @@ def _register(home: Path, repos: Sequence[Path], steps: Sequence[str]) -> str:
     from codybatch.spec import JobSpec
     from codybatch.store.local import LocalStore
 
-    settings = Settings.from_env({"CODYBATCH_HOME": str(home)})
+    settings = Settings.from_env(
+        {"CODYBATCH_HOME": str(home), "CODYBATCH_LOCAL_ROOT": str(repos[0].parent)}
+    )
     spec = JobSpec.parse(
         {"name": "bench", "steps": list(steps), "repositories": [str(p) for p in repos]},
         settings,
@@ -301,8 +303,12 @@ def bench_worker_overhead(
     shutil.rmtree(home.parent, ignore_errors=True)
     job_id = _register(home, [repo], ["true"])
     root = tmp_root or Path(tempfile.gettempdir())
-    env = clean_env(CODYBATCH_HOME=str(home), TMPDIR=str(root))
-    settings = Settings.from_env({"CODYBATCH_HOME": str(home)})
+    env = clean_env(
+        CODYBATCH_HOME=str(home), CODYBATCH_LOCAL_ROOT=str(repo.parent), TMPDIR=str(root)
+    )
+    settings = Settings.from_env(
+        {"CODYBATCH_HOME": str(home), "CODYBATCH_LOCAL_ROOT": str(repo.parent)}
+    )
     scratch = Path(tempfile.mkdtemp(prefix="codybatch-bench-", dir=root))
     saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(root)
     try:
@@ -368,7 +374,7 @@ def bench_memory(bench_dir: Path, sizes: Sizes, figures: list[Figure]) -> None:
     home = bench_dir / "memory" / "home"
     shutil.rmtree(home.parent, ignore_errors=True)
     job_id = _register(home, [repo], ["true"])
-    env = clean_env(CODYBATCH_HOME=str(home))
+    env = clean_env(CODYBATCH_HOME=str(home), CODYBATCH_LOCAL_ROOT=str(repo.parent))
     tree_mb, python_mb = worker_peak_rss(job_id, repo, env)
     report(
         at_most(

@@ -79,13 +79,20 @@ def has_credentials(text: str) -> bool:
     return bool(_CREDENTIALS.match(text.strip()))
 
 
+def mask_credentials(text: str) -> str:
+    """The text with the user and password of each line's URL masked (https://***@host)."""
+    return "\n".join(
+        _CREDENTIALS.sub(lambda m: _SCHEME.match(m[0])[0] + "***@", line)
+        for line in text.split("\n")
+    )
+
+
 def readable(value: Any, limit: int = 2_000) -> Any:
     """A JSON-safe copy of any input, for the record of a refused job: lone surrogates become
     U+FFFD, credentials in URLs are masked, long text is cut, non-finite numbers become text."""
     if isinstance(value, str):
         text = scrub(value)
-        if has_credentials(text):
-            text = _CREDENTIALS.sub(lambda m: _SCHEME.match(m[0])[0] + "***@", text)
+        text = mask_credentials(text)
         return text if len(text) <= limit else text[:limit] + "…"
     if isinstance(value, bool | int) or value is None:
         return value

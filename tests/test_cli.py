@@ -252,7 +252,8 @@ def test_jobs_lists_newest_first(
     code, out, _ = run_cli(capsys, "jobs")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["JOB", "STATUS", "NAME", "REPOS", "TOKENS", "USD", "CREATED"]
+    header = ["JOB", "STATUS", "NAME", "REPOS", "TOKENS", "USD", "CREATED", "NOTE"]
+    assert lines[0].split() == header
     ids = [line.split()[0] for line in lines[1:]]
     assert sorted(ids) == ["job-bad", "job-ok"]
     row = next(line for line in lines if line.startswith("job-ok"))

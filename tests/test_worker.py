@@ -25,7 +25,8 @@ SED = "sed -i 's/oldFunction/newFunction/g' app.py"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", step_timeout=60)
+    # The tests' repositories live under tmp_path: that is their local root.
+    return Settings(home=tmp_path / "home", local_root_dir=tmp_path, step_timeout=60)
 
 
 @pytest.fixture
@@ -484,6 +485,7 @@ def test_an_overtaken_attempt_does_not_overwrite_the_newer_patch(
     # Attempt 1's step starts attempt 2 (as a re-submitted Batch job would) and waits for it.
     newer = (
         f"CODYBATCH_SANDBOX=container CODYBATCH_HOME={settings.home} "
+        f"CODYBATCH_LOCAL_ROOT={settings.local_root} "
         f"{sys.executable} -m codybatch worker --force "
         f"--job-id {job_id} "
         f"--repository {repos['a']} > /dev/null 2>&1"

@@ -14,6 +14,7 @@ from codybatch.airflow.campaigns import (
     sync_campaign_stubs,
 )
 from codybatch.fleet_records import FleetStatus
+from codybatch.records import JobStatus
 from codybatch.store.local import LocalStore
 from tests.airflow.jobruns import job_runs, run_job
 from tests.fakes.github_server import fake_github
@@ -291,4 +292,9 @@ def test_a_one_off_job_cannot_claim_a_campaign(
     dag = DagBag(dag_folder=str(ROOT / "dags" / "codybatch_job.py")).get_dag("codybatch_job")
     run = dag.test(run_conf={**demo_conf, "campaign": "legacy_lib_upgrade"})
     assert run.state == "failed"
-    assert not LocalStore(codybatch_home).list_jobs()
+    # Refused at validate: recorded as a FAILED job that says why, not run as a campaign's.
+    [job] = LocalStore(codybatch_home).list_jobs()
+    assert job.status == JobStatus.FAILED and job.repositories == []
+    assert job.spec["errors"] == [
+        {"field": "campaign", "message": "is set by a campaign's own DAG only: remove it"}
+    ]

@@ -78,8 +78,10 @@ def test_prompt_without_a_key_and_with_bedrock(tmp_path: Path) -> None:
     spec = spec_of(settings, str(repo), prompt="Rename foo", steps=[])
     [(field, message)] = errors_of(spec, settings)
     assert field == "prompt" and "ANTHROPIC_API_KEY is not set" in message
-    assert checks.checked(spec, dataclasses.replace(settings, anthropic_api_key="sk-x")) == []
-    assert checks.checked(spec, dataclasses.replace(settings, claude_provider="bedrock")) == []
+    with_key = dataclasses.replace(settings, anthropic_api_key="sk-x")
+    assert checks.preflight(spec, with_key).errors == []  # the model check only warns here
+    bedrock = dataclasses.replace(settings, claude_provider="bedrock")
+    assert checks.preflight(spec, bedrock).errors == []
     steps_only = spec_of(settings, str(repo))
     assert checks.checked(steps_only, settings) == []  # no Claude, no key needed
 

@@ -39,7 +39,7 @@ from codybatch.jobtypes import job_types
 from codybatch.records import FINISHED_JOB_STATUSES, Job, JobStatus, job_id_for_run
 from codybatch.reports import result_counts
 from codybatch.spec import SpecError, param_schemas
-from codybatch.text import scrub
+from codybatch.text import mask_credentials, scrub
 
 router = APIRouter(include_in_schema=False)
 
@@ -219,8 +219,9 @@ async def create_job_page(request: Request, user: PageUser) -> Response:
     check_csrf(request, user, dict(form))
     require_run_permission(user, actions.JOB_DAG_ID, "POST")
     data = _form_spec(form)
-    values = {k: form.get(k, "") for k in form if k != CSRF_FIELD}
-    values["repositories"] = list(form.getlist("repositories"))
+    # Shown again with the errors: never echo a password or token typed into a URL.
+    values = {k: mask_credentials(str(form.get(k, ""))) for k in form if k != CSRF_FIELD}
+    values["repositories"] = [mask_credentials(str(r)) for r in form.getlist("repositories")]
     config = actions.settings()
     try:
         created = actions.create_job(data, user.get_name(), config, actions.store(config))
