@@ -665,7 +665,7 @@ INTERNAL = frozenset(
     if (info.json_schema_extra or {}).get("internal")
 )
 DERIVED = "is derived from the job type when the job is submitted: remove it"
-INTERNAL_MESSAGES = {"campaign": "is set by a campaign's own DAG only: remove it"}
+INTERNAL_MESSAGES = {"campaign": "is set by a campaign's own runs only: remove it"}
 REQUIRED = tuple(name for name, info in JobSpec.model_fields.items() if info.is_required())
 _ITEMS = ("repositories", "steps")  # their entries are checked with their index by _rules
 

@@ -233,10 +233,12 @@ def _parse_targets(
     reported: set[str] = set()
     for number, chunk in enumerate(chunks or [[]]):
         offset = number * MAX_REPOSITORIES
-        data = {**job, "campaign": name, "repositories": chunk or ["github.com/example/example"]}
+        data = {**job, "repositories": chunk or ["github.com/example/example"]}
         check = settings if chunk else dataclasses.replace(settings, allowed_repositories=())
         try:
-            parsed = JobSpec.parse(data, check)
+            # Checked as what people submit (e.g. local paths only under CODYBATCH_LOCAL_ROOT).
+            parsed = JobSpec.parse(data, check, user_input=True)
+            parsed = parsed.model_copy(update={"campaign": name})
             spec = spec or parsed
         except SpecError as exc:
             for error in exc.errors:
@@ -258,12 +260,13 @@ def _parse_targets(
             except ValueError:
                 continue
             if key in seen:
-                errors.append(
-                    FieldError(
-                        f"repositories[{offset + i}]",
-                        f"{item!r} is listed already (repositories[{seen[key]}]): list it once",
+                if seen[key] < offset:  # within one chunk the job model says so already
+                    errors.append(
+                        FieldError(
+                            f"repositories[{offset + i}]",
+                            f"{item!r} is listed already (repositories[{seen[key]}]): list it once",
+                        )
                     )
-                )
                 continue
             seen[key] = offset + i
             keys.append(key)

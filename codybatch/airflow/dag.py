@@ -22,7 +22,7 @@ from codybatch import orphans
 from codybatch.airflow.approval import approval_task, publish_approved, request_approval
 from codybatch.airflow.params import job_params, spec_input
 from codybatch.airflow.runend import on_run_end
-from codybatch.records import JobStatus, job_id_for_run
+from codybatch.records import FINISHED_JOB_STATUSES, JobStatus, job_id_for_run
 from codybatch.settings import Settings
 from codybatch.worker import EXIT_RECORDED_FAILURE
 
@@ -208,8 +208,10 @@ def finalize(items: list[dict[str, str]] | None = None) -> str:
     job_id = job_id_for_run(context["dag"].dag_id, context["dag_run"].run_id)
     store = open_store()
     if not items:
-        # The plugin may have registered the job before validate or register failed.
-        if store.get_job(job_id) is not None:
+        # The plugin may have registered the job before validate or register failed; a job
+        # validate refused is already FAILED with its errors, which stand.
+        job = store.get_job(job_id)
+        if job is not None and job.status not in FINISHED_JOB_STATUSES:
             finalize_job(
                 store,
                 job_id,

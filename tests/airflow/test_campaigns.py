@@ -296,5 +296,5 @@ def test_a_one_off_job_cannot_claim_a_campaign(
     [job] = LocalStore(codybatch_home).list_jobs()
     assert job.status == JobStatus.FAILED and job.repositories == []
     assert job.spec["errors"] == [
-        {"field": "campaign", "message": "is set by a campaign's own DAG only: remove it"}
+        {"field": "campaign", "message": "is set by a campaign's own runs only: remove it"}
     ]

@@ -182,9 +182,9 @@ def test_retired_model_fails_at_validate_with_no_messages_call(
     assert _task_states(run)[("validate", -1)][0] == "failed"
     assert next(r.path for r in fake_anthropic.model_lookups) == "/v1/models/claude-sonnet-4-5"
     assert fake_anthropic.message_requests == []
-    assert (
-        not (codybatch_home / "codybatch.db").exists() or not LocalStore(codybatch_home).list_jobs()
-    )
+    [job] = LocalStore(codybatch_home).list_jobs()  # refused: a FAILED job that says why
+    assert job.status == JobStatus.FAILED and job.repositories == []
+    assert [e["field"] for e in job.spec["errors"]] == ["model"]
 
 
 def test_deprecated_model_runs_and_the_job_keeps_the_warning(

@@ -47,7 +47,7 @@ def test_the_plugin_refuses_what_the_dag_would(admin, codybatch_home: Path, stor
     response = admin.post(f"{API}/jobs", json=body)
     assert response.status_code == 400
     assert response.json()["errors"] == [
-        {"field": "campaign", "message": "is set by a campaign's own DAG only: remove it"}
+        {"field": "campaign", "message": "is set by a campaign's own runs only: remove it"}
     ]
     assert store.list_jobs() == []
 
