@@ -63,7 +63,10 @@ def test_the_worker_git_ignores_hooks_and_config_planted_without_a_sandbox(host:
 
 def test_steps_and_verify_are_contained_and_leak_nothing_to_the_store(host: Host) -> None:
     settings = Settings(
-        home=host.root / "store", github_token=host.token, anthropic_api_key=host.key
+        home=host.root / "store",
+        local_root_dir=host.root,
+        github_token=host.token,
+        anthropic_api_key=host.key,
     )
     store = LocalStore(settings.home)
     repo = make_repo(host.root / "repo", {"app.py": "oldFunction()\n"})

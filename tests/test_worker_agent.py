@@ -249,5 +249,5 @@ def test_missing_api_key_is_refused_at_validate(
 ) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     assert main(["run", str(job_file)]) == 2
-    assert "ANTHROPIC_API_KEY: is not set" in capsys.readouterr().err
+    assert "ANTHROPIC_API_KEY is not set" in capsys.readouterr().err
     assert fake_anthropic.requests == [] and LocalStore(codybatch_home).list_jobs() == []

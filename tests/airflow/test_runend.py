@@ -112,7 +112,7 @@ def test_validate_failing_after_the_plugin_registered_the_job_fails_it(
     job, results = _final(store, job_id)
     assert job.status == JobStatus.FAILED
     assert {r.status for r in results} == {RepositoryStatus.FAILED}
-    assert all("validate or register failed" in r.error for r in results)
+    assert all("the job was refused" in r.error for r in results)  # with validate's errors
 
 
 def test_a_cleared_run_marked_failed_keeps_every_result_final(
