@@ -289,7 +289,7 @@ def _report_runs(
     for entry in entries:
         result = store.get_result(entry.job_id, entry.repository) if entry.job_id else None
         if result and result.started_at and result.finished_at:
-            step = sum(s.get("seconds", 0.0) for s in result.details.get("steps", []))
+            step = sum(s.seconds for s in result.steps)
             overheads.append((result.finished_at - result.started_at).total_seconds() - step)
     if overheads:
         report(
