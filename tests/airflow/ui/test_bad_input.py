@@ -132,8 +132,10 @@ Answer = list[tuple[str, str]]
 
 
 @pytest.fixture
-def local_repo(codybatch_home: Path) -> Path:
-    """A repository under the local root (CODYBATCH_HOME/examples), so the default allows it."""
+def local_repo(codybatch_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository under the local root (CODYBATCH_HOME/examples, the default), so the default
+    allows it; the checkout running the tests (/proc/self/cwd) is outside it wherever it is."""
+    monkeypatch.delenv("CODYBATCH_LOCAL_ROOT", raising=False)
     return make_repo(codybatch_home / "examples" / "svc", {"a.txt": "a\n"})
 
 
