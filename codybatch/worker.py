@@ -1,7 +1,7 @@
 """One (job, repository): clone -> steps -> Claude -> verify -> diff -> store -> publish.
 
 A straight pipeline. Its failures are three typed errors, each mapped once (below) to what
-is stored, the `codybatch worker` exit code and an HTTP status.
+is stored and the `codybatch worker` exit code.
 """
 
 from __future__ import annotations
@@ -57,14 +57,12 @@ class WorkerError(Exception):
     """The worker could not run (store unreachable, job missing): nothing is recorded."""
 
     exit_code = EXIT_TEMPORARY_FAILURE
-    http_status = 503
 
 
 class RepositoryFailed(WorkerError):
     """The repository failed in `phase`; stored as FAILED with the message as its error."""
 
     exit_code = EXIT_RECORDED_FAILURE
-    http_status = 422
 
     def __init__(self, phase: Phase, message: str):
         super().__init__(message)
@@ -76,7 +74,6 @@ class Overtaken(WorkerError):
     stands and this attempt stops without writing."""
 
     exit_code = EXIT_OK
-    http_status = 409
 
 
 def exit_code(result: RepositoryResult) -> int:
