@@ -325,6 +325,9 @@ def _report_latency(figures: list[Figure], instance: Any) -> None:
         "campaign fleet API, failed only": "/api/v1/campaigns/seeded/repositories?status=FAILED",
         "campaign API (roll-up, burndown)": "/api/v1/campaigns/seeded",
         "campaign page": "/campaigns/seeded",
+        "campaigns list page": "/campaigns",
+        "campaigns API": "/api/v1/campaigns",
+        "jobs page": "/",
         "jobs API": "/api/v1/jobs",
     }
     for label, route in routes.items():

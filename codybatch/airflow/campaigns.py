@@ -173,16 +173,20 @@ def load_campaign(
     if job.pop("campaign", None) is not None:  # the file name names it, as any entry point
         field_errors.append(FieldError("campaign", INTERNAL_MESSAGES["campaign"]))
     home = str(settings.home)
-    if isinstance(raw_repositories, str):
-        raw_repositories = [r for r in re.split(r"[\n,]", raw_repositories) if r.strip()]
     if isinstance(raw_repositories, list):
         # Lets a campaign name repositories under the local store's home portably.
         raw_repositories = [
             r.replace("${CODYBATCH_HOME}", home) if isinstance(r, str) else r
             for r in raw_repositories
         ]
-    elif raw_repositories is not None:
-        field_errors.append(FieldError("repositories", "must be a list of repositories"))
+    elif raw_repositories is not None:  # a string is never split: as every entry point
+        field_errors.append(
+            FieldError(
+                "repositories",
+                "must be a list of repositories, one entry each (a YAML list: `- owner/name` "
+                "per line)",
+            )
+        )
         raw_repositories = []
     if not raw_repositories and selector is None:
         field_errors.append(

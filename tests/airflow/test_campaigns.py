@@ -90,6 +90,10 @@ def test_valid_campaign_loads(tmp_path: Path, example_repos: list[Path], codybat
         ("- just\n- a list\n", "must be a mapping"),
         (BASE, "repositories: is required unless select"),
         (
+            BASE + "repositories: 'acme/a, acme/b'\n",
+            "repositories: must be a list of repositories, one entry each",
+        ),
+        (
             BASE + "repositories: [a/b]\nrollout: {rate: 10/hr}\n",
             "rollout.rate: '10/hr' is not a rate",
         ),
