@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_PREFIX = "codybatch_campaign__"
-CAMPAIGN_FIELDS = {"schedule", "start_date", "enabled", "select", "rollout", "budget"}
+CAMPAIGN_FIELDS = {"schedule", "start_date", "enabled", "paused", "select", "rollout", "budget"}
 SELECTION_CACHE = 600  # seconds a parse-time selection is reused (the DAG file is re-parsed often)
 PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 STUB = """\
@@ -72,6 +72,7 @@ class Campaign:
     schedule: str
     start_date: datetime
     enabled: bool
+    paused: bool  # its DAG starts paused (a person unpauses it) unless the file says false
     job: dict[str, Any]  # the job's fields, without repositories
     repositories: tuple[str, ...]  # listed targets (keys), any number
     selector: Selector | None
@@ -166,6 +167,12 @@ def load_campaign(
     enabled = data.get("enabled", True)
     if not isinstance(enabled, bool):
         errors.append("enabled: must be true or false")
+    paused = data.get("paused", True)
+    if not isinstance(paused, bool):
+        errors.append(
+            "paused: must be true or false (false: its runs start on schedule as soon as "
+            "Airflow first sees the file)"
+        )
     field_errors: list[FieldError] = []
     selector = parse_selector(data.get("select"), field_errors)
     job = {k: v for k, v in data.items() if k not in CAMPAIGN_FIELDS}
@@ -217,7 +224,17 @@ def load_campaign(
         )
     assert spec is not None and isinstance(start, datetime)
     return Campaign(
-        name, path, schedule, start, enabled, job, tuple(repositories), selector, rollout, spec
+        name,
+        path,
+        schedule,
+        start,
+        enabled,
+        paused,
+        job,
+        tuple(repositories),
+        selector,
+        rollout,
+        spec,
     )
 
 

@@ -240,6 +240,9 @@ def build_campaign_dag(campaign: Campaign, file_name: str) -> DAG:
         start_date=campaign.start_date,
         catchup=False,
         max_active_runs=1,  # runs of a campaign share its fleet and pace: never two at once
+        # Nobody's campaign runs by itself on `make up`: a person unpauses it (or the file
+        # says `paused: false`); the job DAG stays unpaused (the Makefile's default).
+        is_paused_upon_creation=campaign.paused,
         tags=["codybatch", "campaign"],
         doc_md=DOC,
     ) as dag:

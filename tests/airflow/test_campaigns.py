@@ -13,6 +13,7 @@ from codybatch.airflow.campaigns import (
     load_campaign,
     sync_campaign_stubs,
 )
+from codybatch.airflow.launch import build_campaign_dag
 from codybatch.fleet_records import FleetStatus
 from codybatch.records import JobStatus
 from codybatch.store.local import LocalStore
@@ -74,6 +75,18 @@ def test_valid_campaign_loads(tmp_path: Path, example_repos: list[Path], codybat
     assert campaign.spec.repositories[0] == f"{codybatch_home}/examples/billing-service"
 
 
+@pytest.mark.parametrize(("line", "paused"), [("", True), ("paused: false\n", False)])
+def test_a_campaign_dag_starts_paused_unless_its_file_says_not(
+    tmp_path: Path, example_repos: list[Path], line: str, paused: bool
+) -> None:
+    path = _write(tmp_path / "c", "weekly.yaml", line + GOOD.format(repo=example_repos[1]))
+    campaign = load_campaign(path)
+    dag = build_campaign_dag(campaign, path.name)
+
+    assert campaign.paused is paused
+    assert dag.is_paused_upon_creation is paused
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -85,6 +98,7 @@ def test_valid_campaign_loads(tmp_path: Path, example_repos: list[Path], codybat
             "schedule: '@daily'\nenabled: maybe\nname: x\nsteps: [true]\nrepositories: [a/b]\n",
             "enabled",
         ),
+        (BASE + "paused: later\nrepositories: [a/b]\n", "paused: must be true or false"),
         ("schedule: '@daily'\nname: x\nsteps: [true]\nrepositories: []\n", "repositories"),
         ("schedule: '@daily'\nsteps: [true]\nrepositories: [a/b]\n", "name: is required"),
         ("- just\n- a list\n", "must be a mapping"),
