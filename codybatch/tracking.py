@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from github import Github
 from github.PullRequest import PullRequest
 
-from codybatch.github import GitHubError, client, github_call
+from codybatch.github import github_call
 from codybatch.publish import pull_state
 from codybatch.records import Job, RepositoryResult, Tracking, utcnow
 from codybatch.settings import Settings
@@ -104,7 +104,8 @@ def tracking_record(pull: PullRequest) -> Tracking:
     )
 
 
-def _read(result: RepositoryResult, gh: Github) -> tuple[PullRequest, Tracking]:
+def read_pull(result: RepositoryResult, gh: Github) -> tuple[PullRequest, Tracking]:
+    """The result's pull request and what tracking keeps about it."""
     pull = fetch_pull(result, gh)
     return pull, tracking_record(pull)
 
@@ -158,39 +159,3 @@ def pull_requests_to_track(
         if live:
             found.append((job, live))
     return found
-
-
-def track_pull_requests(store: Store, settings: Settings) -> list[Tracked]:
-    """Refresh every open PR Cody Batch opened and store it, then apply the job's merge
-    setting; one failure never stops the rest."""
-    from codybatch.merge import decide
-
-    tracked = []
-    gh = client(settings)  # one client (and HTTP session) for the whole sweep
-    for job, results in pull_requests_to_track(store):
-        spec = stored_spec(job, settings)
-        for result in results:
-            item = Tracked(
-                result.job_id, result.repository, int(result.pr_number or 0), result.pr_state, None
-            )
-            tracked.append(item)
-            try:
-                pull, record = github_call(
-                    settings,
-                    f"reading pull request #{result.pr_number}",
-                    lambda r=result: _read(r, gh),
-                )
-            except GitHubError as exc:
-                item.error = str(exc)
-                log.warning("%s #%s: %s", result.repository, result.pr_number, exc)
-                continue
-            item.after, item.checks, item.review = record.state, record.checks, record.review
-            result.pr_state = record.state
-            result.tracking = record
-            if spec is not None and spec.merge != "off" and record.state == "open":
-                attempt = decide(result, spec, gh, settings, pull=pull)
-                item.merge = f"{attempt.outcome}: {attempt.reason}"
-                if attempt.outcome == "merged":
-                    item.after = record.state = "merged"
-            save_with_retry(store, result, ("pr_state", "tracking", "merge"))
-    return tracked

@@ -15,6 +15,7 @@ from airflow.providers.amazon.aws.hooks.batch_client import BatchClientHook
 from airflow.providers.amazon.aws.operators.batch import BatchOperator
 from airflow.sdk import task
 
+from codybatch.airflow.names import worker_command
 from codybatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ def batch_job_name(job_id: str, index: int, repository: str) -> str:
 
 def batch_submission(job_id: str, index: int, repository: str) -> dict[str, Any]:
     """The mapped BatchOperator arguments of one repository."""
-    from codybatch.airflow.dag import worker_command
-
     return {
         "job_name": batch_job_name(job_id, index, repository),
         "container_overrides": {"command": worker_command(job_id, repository)},

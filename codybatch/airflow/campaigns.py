@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from codybatch.airflow.names import DAG_PREFIX
 from codybatch.fleet import campaign_slug
 from codybatch.rollout import Rollout, parse_rollout
 from codybatch.selection import Selector, parse_selector, select_repositories
@@ -39,13 +40,12 @@ from codybatch.spec import (
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
-DAG_PREFIX = "codybatch_campaign__"
 CAMPAIGN_FIELDS = {"schedule", "start_date", "enabled", "paused", "select", "rollout", "budget"}
 SELECTION_CACHE = 600  # seconds a parse-time selection is reused (the DAG file is re-parsed often)
 PRESETS = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 STUB = """\
 # Generated from {yaml}: edit the YAML, not this file (Cody Batch rewrites it).
-from codybatch.airflow.campaigns import campaign_dag
+from codybatch.airflow.launch import campaign_dag
 
 dag = campaign_dag({yaml!r})
 """
@@ -339,16 +339,6 @@ def resolve_targets(campaign: Campaign, settings: Settings) -> dict[str, str | N
                 "select: selects no repository the allowlist allows: widen the selector"
             )
     return targets
-
-
-def campaign_dag(file_name: str) -> Any:
-    """The DAG of one campaign file (None when disabled); raises CampaignError when invalid."""
-    from codybatch.airflow.launch import build_campaign_dag
-
-    campaign = load_campaign(campaigns_dir() / file_name, resolve_selection=True)
-    if not campaign.enabled:
-        return None
-    return build_campaign_dag(campaign, file_name)
 
 
 def sync_campaign_stubs(source: Path | None = None, target: Path | None = None) -> list[Path]:

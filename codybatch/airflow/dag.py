@@ -20,6 +20,8 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from codybatch import orphans
 from codybatch.airflow.approval import approval_task, publish_approved, request_approval
+from codybatch.airflow.batch import batch_process, terminate_batch_jobs
+from codybatch.airflow.names import DAG_PREFIX, JOB_DAG_ID, worker_command
 from codybatch.airflow.params import job_params, spec_input
 from codybatch.airflow.runend import on_run_end
 from codybatch.records import FINISHED_JOB_STATUSES, JobStatus, job_id_for_run
@@ -28,7 +30,6 @@ from codybatch.worker import EXIT_RECORDED_FAILURE
 
 log = logging.getLogger(__name__)
 
-JOB_DAG_ID = "codybatch_job"
 WARNINGS_KEY = "warnings"  # validate's XCom for register: what the job should carry
 DOC = """
 ### Cody Batch job
@@ -71,11 +72,6 @@ INFRA_RETRIES: dict[str, Any] = {"retries": 2, "retry_delay": timedelta(seconds=
 EXIT_USAGE = 2
 
 
-def worker_command(job_id: str, repository: str) -> list[str]:
-    """What a worker runs, locally or in a Batch container."""
-    return ["codybatch", "worker", "--job-id", job_id, "--repository", repository]
-
-
 def check_conf(
     params: dict[str, Any], conf: dict[str, Any], dag_id: str, run_id: str | None = None
 ) -> tuple[Any, list[str]]:
@@ -83,7 +79,6 @@ def check_conf(
 
     Raises SpecError with every field error; the validate task and the tests call this. Only a
     campaign's own DAG, or a run its launcher recorded, carries a campaign."""
-    from codybatch.airflow.campaigns import DAG_PREFIX
     from codybatch.checks import checked
     from codybatch.spec import JobSpec
 
@@ -220,8 +215,6 @@ def finalize(items: list[dict[str, str]] | None = None) -> str:
             )
         raise AirflowFailException("no job was registered (validate or register failed)")
     if Settings.from_env().runner == "batch":
-        from codybatch.airflow.batch import terminate_batch_jobs
-
         # Batch jobs a failed or killed deferred task left running.
         terminate_batch_jobs(job_id)
     job = finalize_job(store, job_id)
@@ -265,8 +258,6 @@ def build_job_dag(
         spec = validate()
         items = register(spec)
         if settings.runner == "batch":
-            from codybatch.airflow.batch import batch_process
-
             processed = batch_process(items, settings)
         else:
             processed = task(

@@ -231,6 +231,14 @@ def summary(file_name: str) -> dict[str, Any]:
     return {**counts.to_dict(), "stopped": stopped}
 
 
+def campaign_dag(file_name: str) -> DAG | None:
+    """The DAG of one campaign file (None when disabled); raises CampaignError when invalid."""
+    campaign = load_campaign(campaigns_dir() / file_name, resolve_selection=True)
+    if not campaign.enabled:
+        return None
+    return build_campaign_dag(campaign, file_name)
+
+
 def build_campaign_dag(campaign: Campaign, file_name: str) -> DAG:
     """The DAG of one campaign: scheduled, one run at a time."""
     with DAG(

@@ -18,6 +18,7 @@ from typing import Any
 from airflow.listeners import hookimpl
 from airflow.sdk import DAG, task
 
+from codybatch.airflow.names import DAG_PREFIX, JOB_DAG_ID
 from codybatch.records import Job, RepositoryStatus, job_id_for_run
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,6 @@ SWEEP_EVERY = timedelta(minutes=5)
 
 def is_job_dag(dag_id: str) -> bool:
     """The on-demand job DAG or a campaign's copy of it."""
-    from codybatch.airflow.campaigns import DAG_PREFIX
-    from codybatch.airflow.dag import JOB_DAG_ID
-
     return dag_id == JOB_DAG_ID or dag_id.startswith(DAG_PREFIX)
 
 

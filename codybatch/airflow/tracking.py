@@ -18,7 +18,7 @@ TRACKING_DAG_ID = "codybatch_pr_tracking"
 def refresh_pull_requests() -> dict[str, int]:
     """State (open/merged/closed), checks and review of every open PR, into the store."""
     from codybatch.store import open_store
-    from codybatch.tracking import track_pull_requests
+    from codybatch.sweep import track_pull_requests
 
     settings = Settings.from_env()
     if not settings.github_token:

@@ -10,7 +10,7 @@ from codybatch.airflow.campaigns import sync_campaign_stubs
 from codybatch.fleet_records import FleetStatus
 from codybatch.records import RepositoryStatus, job_id_for_run
 from codybatch.store.local import LocalStore
-from codybatch.tracking import track_pull_requests
+from codybatch.sweep import track_pull_requests
 from tests.airflow.jobruns import job_runs, run_job
 from tests.fakes.github_server import FakeGitHub, fake_github
 

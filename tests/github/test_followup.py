@@ -11,7 +11,7 @@ from codybatch.github import branch_name
 from codybatch.settings import Settings
 from codybatch.spec import parse_repository
 from codybatch.store.local import LocalStore
-from codybatch.tracking import track_pull_requests
+from codybatch.sweep import track_pull_requests
 from tests.fakes.anthropic_server import FakeAnthropic, create, fake_anthropic, finish, reply
 from tests.fakes.anthropic_server import str_replace as replace
 from tests.fakes.github_server import FakeGitHub

@@ -12,7 +12,7 @@ from codybatch.records import MergePart
 from codybatch.settings import Settings
 from codybatch.spec import parse_repository
 from codybatch.store.local import LocalStore
-from codybatch.tracking import track_pull_requests
+from codybatch.sweep import track_pull_requests
 from tests.fakes.github_server import FakeGitHub
 from tests.github.conftest import NEW, SPEC
 from tests.github.test_worker_publish import run_job
