@@ -165,6 +165,8 @@ def apply_result(entry: FleetEntry, result: RepositoryResult) -> None:
     entry.pr_state = result.pr_state
     entry.checks = result.tracking.checks if result.tracking else None
     entry.rounds = len(result.fix_rounds)
+    entry.merge_state = result.merge.state if result.merge else None
+    entry.merge_reason = result.merge.reason if result.merge else None
     entry.usd = result.usage.usd
     entry.error = result.error
     entry.error_class = classify(result)

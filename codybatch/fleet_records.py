@@ -65,6 +65,8 @@ class FleetEntry:
     pr_state: str | None = None
     checks: str | None = None
     rounds: int | None = None
+    merge_state: str | None = None  # the last merge decision: merged, refused, auto_merge, ...
+    merge_reason: str | None = None
     usd: float = 0.0  # the latest job's spend on this repository
     usd_before: float = 0.0  # earlier jobs' spend on it
     jobs: int = 0

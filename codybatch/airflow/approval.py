@@ -9,7 +9,8 @@ same request through Airflow's own HITL update, so both ways are one.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
@@ -105,3 +106,53 @@ def answer_approval(dag_id: str, run_id: str, chosen: list[str], user: Any) -> d
             map_index=0,
         )
         return answered.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A job's approval request as Airflow holds it (its HITL detail)."""
+
+    repositories: list[str]  # the options a person may approve (without PUBLISH_NONE)
+    ti_state: str | None
+    answered: bool
+    by: str | None = None
+    at: datetime | None = None
+    chosen: list[str] = field(default_factory=list)
+
+    @property
+    def waiting(self) -> bool:
+        """The task waits for a person and nobody answered yet: an answer is taken now."""
+        return self.ti_state == "awaiting_input" and not self.answered
+
+
+def approval_request(dag_id: str, run_id: str) -> ApprovalRequest | None:
+    """The job run's approval request (Airflow's get_hitl_detail); None when it has none."""
+    from airflow.api_fastapi.core_api.routes.public.hitl import get_hitl_detail
+    from airflow.utils.session import create_session
+    from fastapi import HTTPException
+
+    from codybatch.approval import PUBLISH_NONE
+
+    with create_session() as session:
+        try:
+            detail = get_hitl_detail(
+                dag_id=dag_id,
+                dag_run_id=run_id,
+                task_id=APPROVAL_TASK,
+                session=session,
+                map_index=0,
+            )
+        except HTTPException as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+    user = detail.responded_by_user
+    state = detail.task_instance.state
+    return ApprovalRequest(
+        repositories=[o for o in detail.options if o != PUBLISH_NONE],
+        ti_state=state.value if hasattr(state, "value") else state,
+        answered=detail.response_received,
+        by=(user.name or user.id) if user else None,
+        at=detail.responded_at,
+        chosen=list(detail.chosen_options or []),
+    )

@@ -41,7 +41,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 def create_app() -> FastAPI:
     """The app: JSON API under /api/v1, pages at the root, OpenAPI at /openapi.json."""
-    from codybatch.airflow.ui import api, pages
+    from codybatch.airflow.ui import api, lifecycleapi, lifecyclepages, pages
 
     app = FastAPI(
         title="Cody Batch",
@@ -52,7 +52,9 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     app.include_router(api.router, prefix=API_PREFIX)
+    app.include_router(lifecycleapi.router, prefix=API_PREFIX)
     app.include_router(pages.router)
+    app.include_router(lifecyclepages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     add_security_headers(app)
 

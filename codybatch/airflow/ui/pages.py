@@ -17,6 +17,7 @@ from codybatch.airflow.ui import (
     campaignview,
     chart,
     diffview,
+    lifecycle,
     progressview,
     prview,
     threadview,
@@ -143,6 +144,7 @@ def _job_context(user: Any, job: Job) -> dict[str, Any]:
         "progress_view": lambda r: progressview.progress_view(
             r, job, airflow_root(), config.aws_region
         ),
+        **lifecycle.page_context(user, job, results, may_change),
     }
 
 
@@ -377,6 +379,7 @@ def campaign_page(
         first_url=page_url(None) if fleet.cursor else None,
         csv_query=urlencode({**{k: v for k, v in filters.items() if v}, "format": "csv"}),
         can_retry=info.file is not None and can_run(user, info.dag_id),
+        can_merge=can_run(user, info.dag_id, "PUT"),
         **_common(user, request),
     )
 
