@@ -10,7 +10,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from codybatch.airflow.ui import (
     actions,
@@ -55,6 +55,14 @@ _env.globals["pull_request_view"] = prview.pull_request_view
 _env.globals["job_statuses"] = [s.value for s in JobStatus]
 _env.filters["q"] = lambda value: quote(str(value), safe="")
 _env.filters["web_url"] = lambda url: url if str(url).startswith(("https://", "http://")) else "#"
+
+
+def _path(value: Any) -> Markup:
+    """A path or repository name that may break after each slash (escaped)."""
+    return Markup("/<wbr>").join(escape(part) for part in str(value).split("/"))
+
+
+_env.filters["path"] = _path
 
 
 def _tokens(value: int) -> str:

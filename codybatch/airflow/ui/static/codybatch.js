@@ -50,6 +50,14 @@
     root.querySelectorAll("a[data-airflow-link]").forEach((a) => a.addEventListener("click", airflowLink));
     // No inline handlers: the Content-Security-Policy allows only this script.
     root.querySelectorAll("select[data-autosubmit]").forEach((s) => s.addEventListener("change", () => s.form.submit()));
+    // The New job form shows only the chosen job type's variables.
+    root.querySelectorAll("select[data-job-type-select]").forEach((select) => {
+      const show = () => select.form.querySelectorAll("fieldset[data-job-type]").forEach((f) => {
+        f.hidden = f.getAttribute("data-job-type") !== select.value;
+      });
+      select.addEventListener("change", show);
+      show();
+    });
   }
 
   document.addEventListener("DOMContentLoaded", () => {
