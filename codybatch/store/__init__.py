@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from codybatch.settings import Settings
-from codybatch.store.base import NotFoundError, StaleWriteError, Store, StoreError
+from codybatch.store.base import JobCursor, NotFoundError, StaleWriteError, Store, StoreError
 
-__all__ = ["NotFoundError", "StaleWriteError", "Store", "StoreError", "open_store"]
+__all__ = ["JobCursor", "NotFoundError", "StaleWriteError", "Store", "StoreError", "open_store"]
 
 
 def open_store(settings: Settings | None = None) -> Store:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from codybatch.fleet_records import ErrorClass, FleetCounts, FleetEntry, FleetStatus
-from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus
+from codybatch.records import Job, JobStatus, RepositoryResult, RepositoryStatus, job_id_for_run
 
 
 class StoreError(Exception):
@@ -21,6 +22,50 @@ class StaleWriteError(StoreError):
 
 class NotFoundError(StoreError):
     """The job or repository result does not exist."""
+
+
+@dataclass(frozen=True)
+class JobCursor:
+    """Where a newest-first page of jobs stopped: the next page holds the jobs listed after
+    this one (older, or as old with a smaller job id). Keyset pagination, not offsets."""
+
+    created_at: datetime
+    job_id: str
+
+    @classmethod
+    def of(cls, job: Job) -> JobCursor:
+        return cls(job.created_at, job.job_id)
+
+    def __str__(self) -> str:
+        return f"{self.created_at.isoformat()}|{self.job_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> JobCursor:
+        """A cursor from its text (as a page handed it out); ValueError names the field."""
+        stamp, sep, job_id = text.partition("|")
+        try:
+            created_at = datetime.fromisoformat(stamp)
+        except ValueError:
+            created_at = None
+        if not sep or not job_id or created_at is None or created_at.tzinfo is None:
+            raise ValueError(f"cursor {text!r} is not one a page gave out: drop it to start over")
+        return cls(created_at, job_id)
+
+    def precedes(self, job: Job) -> bool:
+        """True when `job` comes after the cursor in newest-first order."""
+        return (job.created_at, job.job_id) < (self.created_at, self.job_id)
+
+
+def campaign_of(job: Job) -> str | None:
+    """The campaign a job belongs to (the index key), or None."""
+    name = job.spec.get("campaign")
+    return name if isinstance(name, str) and name else None
+
+
+def newest_first(results: Iterable[RepositoryResult]) -> list[RepositoryResult]:
+    """Results newest first; ties by job id, then repository (one order for every store)."""
+    by_name = sorted(results, key=lambda r: (r.job_id, r.repository))
+    return sorted(by_name, key=lambda r: r.created_at, reverse=True)
 
 
 class Store(ABC):
@@ -40,9 +85,50 @@ class Store(ABC):
 
     @abstractmethod
     def list_jobs(
-        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        before: JobCursor | None = None,
+        since: datetime | None = None,
     ) -> list[Job]:
-        """Jobs newest first, optionally of one status."""
+        """Jobs newest first, optionally of one status, after the cursor `before` and created
+        at or after `since`; answered by the (status, created) index."""
+
+    @abstractmethod
+    def campaign_jobs(
+        self, campaign: str, limit: int = 50, before: JobCursor | None = None
+    ) -> list[Job]:
+        """The jobs of a campaign, newest first, after the cursor; answered by an index."""
+
+    @abstractmethod
+    def campaigns(self) -> dict[str, int]:
+        """Every campaign with stored jobs, and how many it has, by name."""
+
+    def iter_jobs(
+        self, status: JobStatus | None = None, campaign: str | None = None, page: int = 200
+    ) -> Iterator[Job]:
+        """Every job (of one status, or of one campaign), newest first, page by page."""
+        if status is not None and campaign is not None:
+            raise ValueError("iter_jobs takes a status or a campaign, not both")
+        before = None
+        while True:
+            if campaign is not None:
+                found = self.campaign_jobs(campaign, limit=page, before=before)
+            else:
+                found = self.list_jobs(status=status, limit=page, before=before)
+            yield from found
+            if len(found) < page:
+                return
+            before = JobCursor.of(found[-1])
+
+    def job_for_run(self, dag_id: str, run_id: str) -> Job | None:
+        """The job of a DAG run: its id derives from the run, so this is a key lookup."""
+        job = self.get_job(job_id_for_run(dag_id, run_id))
+        if job is None or (job.dag_id, job.run_id) != (dag_id, run_id):
+            return None
+        return job
 
     @abstractmethod
     def update_job(
@@ -62,6 +148,11 @@ class Store(ABC):
         self, job_id: str, status: RepositoryStatus | None = None
     ) -> list[RepositoryResult]:
         """Results of a job, in the job's repository order."""
+
+    @abstractmethod
+    def results_with_pr_state(self, pr_state: str) -> list[RepositoryResult]:
+        """Every result whose pull request is in `pr_state` (e.g. open), newest first (see
+        `newest_first`); answered by an index on the PR state."""
 
     @abstractmethod
     def save_result(self, result: RepositoryResult) -> RepositoryResult:
@@ -100,6 +191,11 @@ class Store(ABC):
 
     @abstractmethod
     def get_thread(self, job_id: str, repository: str) -> dict[str, Any] | None: ...
+
+    def migrate(self) -> int:
+        """Bring records written before the current indexes into them; return how many were
+        changed. Safe to run again and while others write."""
+        return 0
 
     @abstractmethod
     def purge_expired(self, now: datetime | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +21,14 @@ from codybatch.records import (
     Usage,
     utcnow,
 )
-from codybatch.store.base import NotFoundError, StaleWriteError, Store
+from codybatch.store.base import (
+    JobCursor,
+    NotFoundError,
+    StaleWriteError,
+    Store,
+    campaign_of,
+    newest_first,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -31,8 +38,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     expires_at REAL NOT NULL,
     data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT NOT NULL,
     repository TEXT NOT NULL,
@@ -43,7 +48,6 @@ CREATE TABLE IF NOT EXISTS results (
     data TEXT NOT NULL,
     PRIMARY KEY (job_id, repository)
 );
-CREATE INDEX IF NOT EXISTS results_status ON results (status);
 CREATE TABLE IF NOT EXISTS fleet (
     campaign TEXT NOT NULL,
     repository TEXT NOT NULL,
@@ -64,21 +68,77 @@ CREATE TABLE IF NOT EXISTS campaign_state (
 );
 """
 
+# Columns added after the first release: (table, column, its value from the row's JSON).
+# A database from before them gets them on open, filled from the stored records.
+ADDED_COLUMNS = (
+    (
+        "jobs",
+        "campaign",
+        "CASE WHEN json_type(data, '$.spec.campaign') = 'text'"
+        " THEN NULLIF(json_extract(data, '$.spec.campaign'), '') END",
+    ),
+    ("results", "pr_state", "json_extract(data, '$.pr_state')"),
+)
+
+# Every list query has its index, in its order (tests/store/test_local.py runs EXPLAIN QUERY
+# PLAN on each). The job id closes each key so keyset pages need no sort.
+INDEXES = """
+DROP INDEX IF EXISTS jobs_status_created;
+DROP INDEX IF EXISTS jobs_created;
+DROP INDEX IF EXISTS results_status;
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_campaign ON jobs (campaign, created_at, job_id);
+CREATE INDEX IF NOT EXISTS results_by_job ON results (job_id, position);
+CREATE INDEX IF NOT EXISTS results_by_pr_state ON results (pr_state);
+"""
+
+JOBS_QUERY = "SELECT data FROM jobs"
+CAMPAIGNS_QUERY = "SELECT campaign, COUNT(*) FROM jobs WHERE campaign IS NOT NULL GROUP BY campaign"
+PR_STATE_QUERY = "SELECT data FROM results WHERE pr_state=?"
+
+JOB_COLUMNS = "job_id, status, created_at, expires_at, data, campaign"
+RESULT_COLUMNS = "job_id, repository, position, status, revision, expires_at, data, pr_state"
+
 
 class LocalStore(Store):
     """SQLite + files under `home`; safe for several worker processes at once."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, trace: Callable[[str], None] | None = None):
         self.home = Path(home)
+        self.trace = trace  # called with each SQL statement run (to debug, or check plans)
         self.home.mkdir(parents=True, exist_ok=True)
         self.path = self.home / "codybatch.db"
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            missing = self._missing_columns(db)
+        if missing:
+            self.migrate()
+        with self._connect() as db:
+            db.executescript(INDEXES)
+
+    @staticmethod
+    def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        have = {
+            table: {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for table in ("jobs", "results")
+        }
+        return [added for added in ADDED_COLUMNS if added[1] not in have[added[0]]]
+
+    def migrate(self) -> int:
+        """Add the columns a database from before them lacks, filled from its records."""
+        changed = 0
+        with self._connect(write=True) as db:
+            for table, column, value in self._missing_columns(db):  # again, under the lock
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+                changed += db.execute(f"UPDATE {table} SET {column} = {value}").rowcount
+        return changed
 
     @contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.set_trace_callback(self.trace)
         try:
             db.execute("PRAGMA busy_timeout=30000")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -104,18 +164,19 @@ class LocalStore(Store):
             if row:
                 return Job.from_dict(json.loads(row[0]))
             db.execute(
-                "INSERT INTO jobs VALUES (?,?,?,?,?)",
+                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?,?,?,?,?,?)",
                 (
                     job.job_id,
                     job.status.value,
                     job.created_at.timestamp(),
                     job.expires_at.timestamp(),
                     json.dumps(job.to_dict()),
+                    campaign_of(job),
                 ),
             )
             for position, result in enumerate(job.pending_results()):
                 db.execute(
-                    "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?)",
+                    f"INSERT OR IGNORE INTO results ({RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                     (
                         job.job_id,
                         result.repository,
@@ -124,6 +185,7 @@ class LocalStore(Store):
                         0,
                         result.expires_at.timestamp(),
                         json.dumps(result.to_dict()),
+                        result.pr_state,
                     ),
                 )
         return job
@@ -134,17 +196,45 @@ class LocalStore(Store):
         return Job.from_dict(json.loads(row[0])) if row else None
 
     def list_jobs(
-        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        before: JobCursor | None = None,
+        since: datetime | None = None,
     ) -> list[Job]:
-        query = "SELECT data FROM jobs"
-        args: tuple[Any, ...] = ()
+        where: list[str] = []
+        args: list[Any] = []
         if status:
-            query += " WHERE status=?"
-            args = (JobStatus(status).value,)
+            where.append("status=?")
+            args.append(JobStatus(status).value)
+        if since is not None:
+            where.append("created_at>=?")
+            args.append(since.timestamp())
+        return self._jobs(where, args, limit, offset, before)
+
+    def campaign_jobs(
+        self, campaign: str, limit: int = 50, before: JobCursor | None = None
+    ) -> list[Job]:
+        return self._jobs(["campaign=?"], [campaign], limit, 0, before)
+
+    def _jobs(
+        self, where: list[str], args: list[Any], limit: int, offset: int, before: JobCursor | None
+    ) -> list[Job]:
+        if before is not None:
+            where = [*where, "(created_at, job_id) < (?, ?)"]
+            args = [*args, before.created_at.timestamp(), before.job_id]
+        query = JOBS_QUERY + (" WHERE " + " AND ".join(where) if where else "")
         query += " ORDER BY created_at DESC, job_id DESC LIMIT ? OFFSET ?"
         with self._connect() as db:
             rows = db.execute(query, (*args, limit, offset)).fetchall()
         return [Job.from_dict(json.loads(r[0])) for r in rows]
+
+    def campaigns(self) -> dict[str, int]:
+        with self._connect() as db:
+            rows = db.execute(CAMPAIGNS_QUERY).fetchall()
+        return dict(rows)
 
     def update_job(
         self, job_id: str, only_from: Iterable[JobStatus] | None = None, **fields: Any
@@ -166,8 +256,8 @@ class LocalStore(Store):
                 setattr(job, name, value)
             job.updated_at = utcnow()
             db.execute(
-                "UPDATE jobs SET status=?, data=? WHERE job_id=?",
-                (job.status.value, json.dumps(job.to_dict()), job_id),
+                "UPDATE jobs SET status=?, data=?, campaign=? WHERE job_id=?",
+                (job.status.value, json.dumps(job.to_dict()), campaign_of(job), job_id),
             )
         return job
 
@@ -192,6 +282,11 @@ class LocalStore(Store):
             rows = db.execute(query + " ORDER BY position", args).fetchall()
         return [RepositoryResult.from_dict(json.loads(r[0])) for r in rows]
 
+    def results_with_pr_state(self, pr_state: str) -> list[RepositoryResult]:
+        with self._connect() as db:
+            rows = db.execute(PR_STATE_QUERY, (pr_state,)).fetchall()
+        return newest_first(RepositoryResult.from_dict(json.loads(r[0])) for r in rows)
+
     def save_result(self, result: RepositoryResult) -> RepositoryResult:
         with self._connect(write=True) as db:
             row = db.execute(
@@ -213,7 +308,7 @@ class LocalStore(Store):
             result.revision = stored + 1
             result.updated_at = utcnow()
             db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO results ({RESULT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     result.job_id,
                     result.repository,
@@ -222,6 +317,7 @@ class LocalStore(Store):
                     result.revision,
                     result.expires_at.timestamp(),
                     json.dumps(result.to_dict()),
+                    result.pr_state,
                 ),
             )
         return result

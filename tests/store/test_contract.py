@@ -30,8 +30,9 @@ from codybatch.records import (
     Usage,
     Verification,
     expiry,
+    job_id_for_run,
 )
-from codybatch.store import NotFoundError, StaleWriteError, Store
+from codybatch.store import JobCursor, NotFoundError, StaleWriteError, Store
 
 REPOSITORIES = ["github.com/acme/zeta", "github.com/acme/alpha", "github.com/acme/mid"]
 T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -153,6 +154,104 @@ def test_list_jobs_newest_first_with_status_filter_and_pages(store: Store) -> No
     ]
     assert store.list_jobs(status=JobStatus.FAILED) == []
     assert all(j.status == JobStatus.RUNNING for j in store.list_jobs(JobStatus.RUNNING))
+
+
+def ids(jobs: list[Job]) -> list[str]:
+    return [j.job_id for j in jobs]
+
+
+def test_list_jobs_pages_by_cursor_and_since(store: Store) -> None:
+    for i in range(7):
+        # Jobs 2, 3 and 4 share a creation time: a cursor on one of them splits the tie.
+        created = T0 + timedelta(minutes=min(i, 2) if i <= 4 else i)
+        store.create_job(make_job(f"job-{i}", created_at=created))
+    for i in (1, 3, 5):
+        store.update_job(f"job-{i}", status=JobStatus.RUNNING)
+
+    expected = ["job-6", "job-5", "job-4", "job-3", "job-2", "job-1", "job-0"]
+    pages, before = [], None
+    while page := store.list_jobs(limit=3, before=before):
+        pages.append(ids(page))
+        before = JobCursor.parse(str(JobCursor.of(page[-1])))  # as a page hands it out
+    assert pages == [expected[0:3], expected[3:6], expected[6:]]
+    cursor = JobCursor.of(store.get_job("job-4"))
+    assert ids(store.list_jobs(before=cursor, limit=2)) == ["job-3", "job-2"]
+    assert ids(store.list_jobs(JobStatus.RUNNING, before=cursor)) == ["job-3", "job-1"]
+    assert ids(store.list_jobs(JobStatus.PENDING, limit=1, before=cursor)) == ["job-2"]
+    assert ids(store.list_jobs(since=T0 + timedelta(minutes=2))) == expected[:5]
+    assert ids(store.list_jobs(JobStatus.RUNNING, since=T0 + timedelta(minutes=2))) == [
+        "job-5",
+        "job-3",
+    ]
+    assert ids(store.iter_jobs(page=2)) == expected
+    assert ids(store.iter_jobs(JobStatus.PENDING, page=1)) == ["job-6", "job-4", "job-2", "job-0"]
+
+
+def test_a_bad_cursor_names_the_field() -> None:
+    for text in ("", "job-1", "yesterday|job-1", "2024-01-02T03:04:05|job-1"):
+        with pytest.raises(ValueError, match="cursor"):
+            JobCursor.parse(text)
+
+
+def test_campaign_jobs_newest_first_with_a_cursor_and_counts(store: Store) -> None:
+    for i in range(6):
+        campaign = ("weekly", "daily", None)[i % 3]
+        spec = {"campaign": campaign} if campaign else {}
+        store.create_job(make_job(f"job-{i}", created_at=T0 + timedelta(hours=i), **spec))
+    store.create_job(make_job("job-blank", campaign=""))  # not a campaign's job
+    store.update_job("job-3", status=JobStatus.COMPLETED)
+
+    assert ids(store.campaign_jobs("weekly")) == ["job-3", "job-0"]
+    assert ids(store.campaign_jobs("daily", limit=1)) == ["job-4"]
+    newest = store.campaign_jobs("daily", limit=1)[0]
+    assert ids(store.campaign_jobs("daily", before=JobCursor.of(newest))) == ["job-1"]
+    assert store.campaign_jobs("missing") == []
+    assert ids(store.iter_jobs(campaign="weekly", page=1)) == ["job-3", "job-0"]
+    assert store.campaigns() == {"weekly": 2, "daily": 2}
+    with pytest.raises(ValueError, match="not both"):
+        next(store.iter_jobs(JobStatus.PENDING, campaign="weekly"))
+
+
+def test_job_for_run_finds_the_job_of_a_dag_run(store: Store) -> None:
+    job = make_job(job_id_for_run("codybatch_job", "manual__1"))
+    job.dag_id, job.run_id = "codybatch_job", "manual__1"
+    store.create_job(job)
+    assert store.job_for_run("codybatch_job", "manual__1") == job
+    assert store.job_for_run("codybatch_job", "manual__2") is None
+    assert store.job_for_run("other_dag", "manual__1") is None
+
+
+def test_results_with_pr_state_follow_every_write(store: Store) -> None:
+    for i in range(3):
+        store.create_job(make_job(f"job-{i}", created_at=T0 + timedelta(hours=i)))
+    assert store.results_with_pr_state("open") == []
+    for job_id, repository, state in (
+        ("job-0", REPOSITORIES[0], "open"),
+        ("job-2", REPOSITORIES[2], "open"),
+        ("job-2", REPOSITORIES[1], "open"),
+        ("job-1", REPOSITORIES[0], "merged"),
+        ("job-1", REPOSITORIES[1], "open"),
+    ):
+        result = store.get_result(job_id, repository)
+        result.pr_number, result.pr_state = 7, state
+        store.save_result(result)
+    found = store.results_with_pr_state("open")
+    assert [(r.job_id, r.repository) for r in found] == [
+        ("job-2", REPOSITORIES[1]),  # newest job first; its repositories by name
+        ("job-2", REPOSITORIES[2]),
+        ("job-1", REPOSITORIES[1]),
+        ("job-0", REPOSITORIES[0]),
+    ]
+    assert found[0] == store.get_result("job-2", REPOSITORIES[1])
+    assert [r.job_id for r in store.results_with_pr_state("merged")] == ["job-1"]
+
+    store.update_result("job-2", REPOSITORIES[2], lambda r: setattr(r, "pr_state", "merged"))
+    store.update_result("job-0", REPOSITORIES[0], lambda r: setattr(r, "pr_state", None))
+    assert [(r.job_id, r.repository) for r in store.results_with_pr_state("open")] == [
+        ("job-2", REPOSITORIES[1]),
+        ("job-1", REPOSITORIES[1]),
+    ]
+    assert len(store.results_with_pr_state("merged")) == 2
 
 
 # results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import traceback
@@ -21,7 +22,7 @@ from codybatch.records import (
     expiry,
 )
 from codybatch.settings import Settings
-from codybatch.store import NotFoundError, StaleWriteError, open_store
+from codybatch.store import JobCursor, NotFoundError, StaleWriteError, open_store
 from codybatch.store.local import LocalStore
 
 T0 = datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -366,3 +367,115 @@ def _open_and_create(home: str, repository: str) -> str:
     assert result is not None
     store.save_result(result)
     return repository
+
+
+# queries: every list page is answered by an index
+
+
+def test_every_list_query_is_answered_by_an_index(home: Path) -> None:
+    statements: list[str] = []
+    store = LocalStore(home, trace=statements.append)
+    for i in range(30):
+        spec = {"campaign": "weekly"} if i % 2 else {}
+        job = job_at(f"job-{i:02}", T0 + timedelta(minutes=i))
+        job.spec |= spec
+        store.create_job(job)
+        result = store.get_result(job.job_id, REPOS[0])
+        result.pr_state = "open" if i % 3 else "merged"
+        store.save_result(result)
+    store.update_job("job-03", status=JobStatus.RUNNING)
+    statements.clear()
+
+    cursor = JobCursor.of(store.get_job("job-20"))
+    store.list_jobs()
+    store.list_jobs(JobStatus.PENDING, limit=5, offset=5)
+    store.list_jobs(before=cursor)
+    store.list_jobs(JobStatus.RUNNING, before=cursor)
+    store.list_jobs(since=T0)
+    store.campaign_jobs("weekly")
+    store.campaign_jobs("weekly", before=cursor)
+    store.campaigns()
+    store.results_with_pr_state("open")
+    store.list_results("job-01", RepositoryStatus.PENDING)
+    store.fleet_page("weekly", after="a")
+    queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(queries) >= 11
+
+    db = sqlite3.connect(store.path)
+    try:
+        for query in queries:
+            plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + query)]
+            assert plan, query
+            for step in plan:
+                assert "INDEX" in step or "PRIMARY KEY" in step, (query, plan)
+                assert "TEMP B-TREE" not in step, (query, plan)  # the index gives the order
+    finally:
+        db.close()
+
+
+def old_database(home: Path) -> None:
+    """A database as the first release wrote it: no campaign or PR state columns."""
+    home.mkdir(parents=True)
+    db = sqlite3.connect(home / "codybatch.db")
+    db.executescript(
+        """
+        CREATE TABLE jobs (job_id TEXT PRIMARY KEY, status TEXT NOT NULL,
+            created_at REAL NOT NULL, expires_at REAL NOT NULL, data TEXT NOT NULL);
+        CREATE INDEX jobs_status_created ON jobs (status, created_at);
+        CREATE INDEX jobs_created ON jobs (created_at);
+        CREATE TABLE results (job_id TEXT NOT NULL, repository TEXT NOT NULL,
+            position INTEGER NOT NULL, status TEXT NOT NULL, revision INTEGER NOT NULL,
+            expires_at REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (job_id, repository));
+        CREATE INDEX results_status ON results (status);
+        """
+    )
+    for i, campaign in enumerate(("weekly", None, "weekly", "")):
+        job = job_at(f"job-{i}", T0 + timedelta(hours=i))
+        if campaign is not None:
+            job.spec["campaign"] = campaign
+        row = (job.job_id, "PENDING", job.created_at.timestamp(), job.expires_at.timestamp())
+        db.execute("INSERT INTO jobs VALUES (?,?,?,?,?)", (*row, json.dumps(job.to_dict())))
+        for position, result in enumerate(job.pending_results()):
+            result.pr_state = "open" if position == 1 else None
+            db.execute(
+                "INSERT INTO results VALUES (?,?,?,?,?,?,?)",
+                (
+                    job.job_id,
+                    result.repository,
+                    position,
+                    "PENDING",
+                    0,
+                    row[3],
+                    json.dumps(result.to_dict()),
+                ),
+            )
+    db.commit()
+    db.close()
+
+
+def test_an_old_database_gets_the_new_columns_and_indexes_on_open(home: Path) -> None:
+    old_database(home)
+    store = LocalStore(home)
+    assert [j.job_id for j in store.campaign_jobs("weekly")] == ["job-2", "job-0"]
+    assert store.campaigns() == {"weekly": 2}
+    assert [r.job_id for r in store.results_with_pr_state("open")] == [
+        f"job-{i}" for i in (3, 2, 1, 0)
+    ]
+    assert [j.job_id for j in store.list_jobs()] == ["job-3", "job-2", "job-1", "job-0"]
+    db = sqlite3.connect(store.path)
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    db.close()
+    assert {"jobs_by_status", "jobs_by_campaign", "results_by_pr_state"} <= indexes
+    assert not {"jobs_status_created", "jobs_created"} & indexes  # superseded, dropped
+    assert store.migrate() == 0 and LocalStore(home).campaigns() == {"weekly": 2}  # once only
+
+
+def test_opening_an_old_database_from_several_processes_migrates_it_once(home: Path) -> None:
+    old_database(home)
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        counts = pool.map(_open_and_count, [str(home)] * 4)
+    assert counts == [{"weekly": 2}] * 4
+
+
+def _open_and_count(home: str) -> dict[str, int]:
+    return LocalStore(Path(home)).campaigns()
