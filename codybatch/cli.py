@@ -278,6 +278,12 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_store_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    count = _store(settings).migrate()
+    print(f"migrated {count} records written before the store's current indexes")
+    return 0
+
+
 def cmd_repositories(args: argparse.Namespace, settings: Settings) -> int:
     from codybatch.github import GitHubError, list_repositories
 
@@ -455,6 +461,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("purge", help="delete jobs and results past their expiry (30 days)")
     p.set_defaults(func=cmd_purge)
+
+    store = sub.add_parser("store", help="the store itself")
+    ssub = store.add_subparsers(dest="store_command", required=True)
+    p = ssub.add_parser(
+        "migrate", help="bring records from before the current indexes into them (AWS; once)"
+    )
+    p.set_defaults(func=cmd_store_migrate)
 
     p = sub.add_parser("repositories", help="GitHub repositories the token can see and may use")
     p.add_argument("--json", action="store_true")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,10 +32,26 @@ from codybatch.records import (
     utcnow,
 )
 from codybatch.settings import Settings
-from codybatch.store.base import NotFoundError, StaleWriteError, Store, StoreError
+from codybatch.store.base import (
+    JobCursor,
+    NotFoundError,
+    StaleWriteError,
+    Store,
+    StoreError,
+    campaign_of,
+    newest_first,
+)
 
 JOBS_STATUS_INDEX = "status-createdAt-index"
+# Jobs of a campaign carry a top-level `campaign` (a copy of spec.campaign) for this index;
+# items written before it get it from `codybatch store migrate` (AwsStore.migrate).
+JOBS_CAMPAIGN_INDEX = "campaign-createdAt-index"
 REPOSITORIES_STATUS_INDEX = "status-index"
+# Results with a pull request, by its state (tracking reads the open ones); sparse.
+REPOSITORIES_PR_STATE_INDEX = "prState-createdAt-index"
+# Every campaign with jobs: one item per campaign under this jobId of the repositories table,
+# written with each of its jobs (its expiry that of the campaign's newest job).
+CAMPAIGNS_PARTITION = "campaigns#"
 # Fleet entries live in the repositories table under jobId "fleet#<campaign>"; this sparse
 # index answers "the campaign's repositories of one status" (fleetKey = campaign#STATUS).
 FLEET_INDEX = "fleet-status-index"
@@ -90,6 +107,10 @@ class AwsStore(Store):
         for position, result in enumerate(job.pending_results()):
             item = _result_item(result) | {"position": position}
             items.append({"Put": {"TableName": self.repositories_table, "Item": _serialize(item)}})
+        campaign = campaign_of(job)
+        if campaign:
+            item = _campaign_item(campaign, job)
+            items.append({"Put": {"TableName": self.repositories_table, "Item": _serialize(item)}})
         try:
             # One transaction: a retried register never finds a job without its results.
             self.dynamodb.transact_write_items(TransactItems=items)
@@ -110,7 +131,13 @@ class AwsStore(Store):
         return _job_from_item(_deserialize(item)) if item else None
 
     def list_jobs(
-        self, status: JobStatus | None = None, limit: int = 50, offset: int = 0
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        before: JobCursor | None = None,
+        since: datetime | None = None,
     ) -> list[Job]:
         # Newest first through the status-createdAt GSI (it projects whole items); without
         # a status, one query per status merged here, so listing never scans the table.
@@ -119,26 +146,82 @@ class AwsStore(Store):
         statuses = [JobStatus(status)] if status else list(JobStatus)
         items: list[dict[str, Any]] = []
         for one in statuses:
-            items.extend(self._newest_of_status(one, wanted))
-        items.sort(key=lambda i: (i["createdAt"], i["jobId"]), reverse=True)
-        return [_job_from_item(item) for item in items[offset:wanted]]
+            key = ("status", one.value)
+            items.extend(self._newest(JOBS_STATUS_INDEX, key, wanted, before, since))
+        return _page(items, offset, wanted)
 
-    def _newest_of_status(self, status: JobStatus, wanted: int) -> list[dict[str, Any]]:
-        """The newest `wanted` jobs of one status, plus any tied on the last createdAt."""
+    def campaign_jobs(
+        self, campaign: str, limit: int = 50, before: JobCursor | None = None
+    ) -> list[Job]:
+        items = self._newest(JOBS_CAMPAIGN_INDEX, ("campaign", campaign), limit, before, None)
+        return _page(items, 0, limit)
+
+    def campaigns(self) -> dict[str, int]:
+        found = {}
+        pages = self.dynamodb.get_paginator("query").paginate(
+            TableName=self.repositories_table,
+            KeyConditionExpression="jobId = :p",
+            ExpressionAttributeValues=_serialize({":p": CAMPAIGNS_PARTITION}),
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for raw in page["Items"]:
+                name = raw["repositoryName"]["S"]
+                count = self._count(JOBS_CAMPAIGN_INDEX, ("campaign", name))
+                if count:  # a campaign whose jobs all expired is listed no more
+                    found[name] = count
+        return found
+
+    def _count(self, index: str, key: tuple[str, str]) -> int:
+        pages = self.dynamodb.get_paginator("query").paginate(
+            TableName=self.jobs_table,
+            IndexName=index,
+            KeyConditionExpression="#k = :k",
+            ExpressionAttributeNames={"#k": key[0]},
+            ExpressionAttributeValues=_serialize({":k": key[1]}),
+            Select="COUNT",
+        )
+        return sum(page["Count"] for page in pages)
+
+    def _newest(
+        self,
+        index: str,
+        key: tuple[str, str],
+        wanted: int,
+        before: JobCursor | None,
+        since: datetime | None,
+    ) -> list[dict[str, Any]]:
+        """The newest `wanted` jobs of an index key after the cursor, plus any tied on the
+        last createdAt (a GSI does not order ties: `_page` does)."""
         found: list[dict[str, Any]] = []
         if wanted <= 0:
             return found
+        condition = "#k = :k"
+        values: dict[str, Any] = {":k": key[1]}
+        if before is not None:
+            values[":before"] = _encode("created_at", before.created_at)
+        if since is not None:
+            values[":since"] = _encode("created_at", since)
+        if before is not None and since is not None:
+            condition += " AND createdAt BETWEEN :since AND :before"
+        elif before is not None:
+            condition += " AND createdAt <= :before"
+        elif since is not None:
+            condition += " AND createdAt >= :since"
         pages = self.dynamodb.get_paginator("query").paginate(
             TableName=self.jobs_table,
-            IndexName=JOBS_STATUS_INDEX,
-            KeyConditionExpression="#s = :s",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues=_serialize({":s": status.value}),
+            IndexName=index,
+            KeyConditionExpression=condition,
+            ExpressionAttributeNames={"#k": key[0]},
+            ExpressionAttributeValues=_serialize(values),
             ScanIndexForward=False,
+            PaginationConfig={"PageSize": wanted + 1},
         )
         for page in pages:
             for raw in page["Items"]:
                 item = _deserialize(raw)
+                if before is not None and not before.precedes(_job_from_item(item)):
+                    continue  # as old as the cursor but not after it
                 if len(found) >= wanted and item["createdAt"] != found[-1]["createdAt"]:
                     return found
                 found.append(item)
@@ -157,6 +240,8 @@ class AwsStore(Store):
             fields["usage"] = Usage.from_dict(fields["usage"])
         fields["updated_at"] = utcnow()
         attributes = {_attribute(name): _encode(name, value) for name, value in fields.items()}
+        if "spec" in fields:
+            attributes["campaign"] = campaign_of(Job("", fields["spec"]))
         update = _update_expression(attributes)
         condition = "attribute_exists(jobId)"
         if only_from is not None:
@@ -217,6 +302,17 @@ class AwsStore(Store):
         ]
         items.sort(key=lambda i: (i.get("position", _UNKNOWN_POSITION), i["createdAt"]))
         return [_result_from_item(item) for item in items]
+
+    def results_with_pr_state(self, pr_state: str) -> list[RepositoryResult]:
+        pages = self.dynamodb.get_paginator("query").paginate(
+            TableName=self.repositories_table,
+            IndexName=REPOSITORIES_PR_STATE_INDEX,
+            KeyConditionExpression="prState = :s",
+            ExpressionAttributeValues=_serialize({":s": pr_state}),
+        )
+        return newest_first(
+            _result_from_item(_deserialize(raw)) for page in pages for raw in page["Items"]
+        )
 
     def save_result(self, result: RepositoryResult) -> RepositoryResult:
         expected = result.revision
@@ -476,6 +572,54 @@ class AwsStore(Store):
                 return None
             raise
 
+    # migration
+
+    def migrate(self) -> int:
+        """Give jobs written before the campaign index their `campaign` attribute and their
+        campaign its registry item (`codybatch store migrate`); one scan, safe to rerun."""
+        changed = 0
+        pages = self.dynamodb.get_paginator("scan").paginate(
+            TableName=self.jobs_table,
+            FilterExpression="attribute_not_exists(#c) AND attribute_exists(#spec.#c)",
+            ExpressionAttributeNames={"#c": "campaign", "#spec": "spec"},
+            ConsistentRead=True,
+        )
+        for page in pages:
+            for raw in page["Items"]:
+                job = _job_from_item(_deserialize(raw))
+                campaign = campaign_of(job)
+                if not campaign:
+                    continue
+                try:
+                    self.dynamodb.update_item(
+                        TableName=self.jobs_table,
+                        Key=_serialize({"jobId": job.job_id}),
+                        UpdateExpression="SET campaign = :c",
+                        ConditionExpression="attribute_exists(jobId)",
+                        ExpressionAttributeValues=_serialize({":c": campaign}),
+                    )
+                except ClientError as error:
+                    if _code(error) != "ConditionalCheckFailedException":
+                        raise
+                    continue  # purged meanwhile
+                self._register_campaign(campaign, job)
+                changed += 1
+        return changed
+
+    def _register_campaign(self, campaign: str, job: Job) -> None:
+        """The campaign's registry item, keeping the later of its expiry and the job's."""
+        item = _serialize(_campaign_item(campaign, job))
+        try:
+            self.dynamodb.put_item(
+                TableName=self.repositories_table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(expiresAt) OR expiresAt < :e",
+                ExpressionAttributeValues={":e": item["expiresAt"]},
+            )
+        except ClientError as error:
+            if _code(error) != "ConditionalCheckFailedException":
+                raise
+
     # retention
 
     def purge_expired(self, now: datetime | None = None) -> int:
@@ -543,6 +687,7 @@ class AwsStore(Store):
         existing = set(self.dynamodb.list_tables().get("TableNames", []))
         for table in table_definitions(self.jobs_table, self.repositories_table):
             if table["TableName"] in existing:
+                self._add_missing_indexes(table)
                 continue
             self.dynamodb.create_table(**table)
             self.dynamodb.get_waiter("table_exists").wait(TableName=table["TableName"])
@@ -558,6 +703,33 @@ class AwsStore(Store):
             if region and region != "us-east-1":
                 extra["CreateBucketConfiguration"] = {"LocationConstraint": region}
             self.s3.create_bucket(Bucket=self.bucket, **extra)
+
+    def _add_missing_indexes(self, table: dict[str, Any]) -> None:
+        """Add the indexes a table from an earlier release lacks, one at a time (as DynamoDB
+        and CloudFormation require), waiting for each to become active."""
+        name = table["TableName"]
+        described = self.dynamodb.describe_table(TableName=name)["Table"]
+        have = {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])}
+        for index in table["GlobalSecondaryIndexes"]:
+            if index["IndexName"] in have:
+                continue
+            keys = {k["AttributeName"] for k in index["KeySchema"]}
+            self.dynamodb.update_table(
+                TableName=name,
+                AttributeDefinitions=[
+                    a for a in table["AttributeDefinitions"] if a["AttributeName"] in keys
+                ],
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )
+            waiter = self.dynamodb.get_waiter("table_exists")
+            for _ in range(60):
+                waiter.wait(TableName=name)
+                indexes = self.dynamodb.describe_table(TableName=name)["Table"].get(
+                    "GlobalSecondaryIndexes", []
+                )
+                if all(i.get("IndexStatus", "ACTIVE") == "ACTIVE" for i in indexes):
+                    break
+                time.sleep(1)
 
 
 def table_definitions(jobs_table: str, repositories_table: str) -> list[dict[str, Any]]:
@@ -576,21 +748,26 @@ def table_definitions(jobs_table: str, repositories_table: str) -> list[dict[str
         {
             "TableName": jobs_table,
             "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": string("jobId", "status", "createdAt"),
+            "AttributeDefinitions": string("jobId", "status", "createdAt", "campaign"),
             "KeySchema": key("jobId"),
             "GlobalSecondaryIndexes": [
                 {
                     "IndexName": JOBS_STATUS_INDEX,
                     "KeySchema": key("status", "createdAt"),
                     "Projection": {"ProjectionType": "ALL"},
-                }
+                },
+                {
+                    "IndexName": JOBS_CAMPAIGN_INDEX,
+                    "KeySchema": key("campaign", "createdAt"),
+                    "Projection": {"ProjectionType": "ALL"},
+                },
             ],
         },
         {
             "TableName": repositories_table,
             "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": string(
-                "jobId", "repositoryName", "status", "updatedAt", "fleetKey"
+                "jobId", "repositoryName", "status", "updatedAt", "fleetKey", "prState", "createdAt"
             ),
             "KeySchema": key("jobId", "repositoryName"),
             "GlobalSecondaryIndexes": [
@@ -602,6 +779,11 @@ def table_definitions(jobs_table: str, repositories_table: str) -> list[dict[str
                 {
                     "IndexName": FLEET_INDEX,
                     "KeySchema": key("fleetKey", "repositoryName"),
+                    "Projection": {"ProjectionType": "ALL"},
+                },
+                {
+                    "IndexName": REPOSITORIES_PR_STATE_INDEX,
+                    "KeySchema": key("prState", "createdAt"),
                     "Projection": {"ProjectionType": "ALL"},
                 },
             ],
@@ -646,11 +828,29 @@ def _item(record: Any, drop_none: bool = True) -> dict[str, Any]:
 
 
 def _job_item(job: Job) -> dict[str, Any]:
-    return _item(job)
+    item = _item(job)
+    campaign = campaign_of(job)
+    if campaign:
+        item["campaign"] = campaign  # the campaign index's key (absent: not in the index)
+    return item
 
 
 def _result_item(result: RepositoryResult, drop_none: bool = True) -> dict[str, Any]:
     return _item(result, drop_none)
+
+
+def _page(items: list[dict[str, Any]], offset: int, wanted: int) -> list[Job]:
+    """Items of one or more index queries, newest first (ties by job id), sliced."""
+    items.sort(key=lambda i: (i["createdAt"], i["jobId"]), reverse=True)
+    return [_job_from_item(item) for item in items[offset:wanted]]
+
+
+def _campaign_item(campaign: str, job: Job) -> dict[str, Any]:
+    return {
+        "jobId": CAMPAIGNS_PARTITION,
+        "repositoryName": campaign,
+        "expiresAt": _encode("expires_at", job.expires_at),
+    }
 
 
 def _fleet_partition(campaign: str) -> str:

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import boto3
 import pytest
 
-from codybatch.records import Job, RepositoryStatus
+from codybatch.cli import main
+from codybatch.records import Job, JobStatus, RepositoryStatus
 from codybatch.settings import Settings
-from codybatch.store import open_store
-from codybatch.store.aws import INLINE_PATCH_LIMIT, AwsStore
+from codybatch.store import JobCursor, open_store
+from codybatch.store.aws import (
+    INLINE_PATCH_LIMIT,
+    AwsStore,
+    _job_item,
+    _serialize,
+    table_definitions,
+)
+from tests.fakes import aws as fake_aws
 
 REPOSITORY = "github.com/acme/widgets"
 PATCH_KEY = f"jobs/job-1/{quote(REPOSITORY, safe='')}/patch.diff"
+T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -142,7 +153,124 @@ def test_threads_live_in_s3_with_a_pointer_on_the_record(aws_store: AwsStore, jo
 def test_create_resources_is_idempotent_and_builds_the_indexes(aws_store: AwsStore) -> None:
     aws_store.create_resources()
     jobs = boto3.client("dynamodb").describe_table(TableName=aws_store.jobs_table)["Table"]
-    assert [i["IndexName"] for i in jobs["GlobalSecondaryIndexes"]] == ["status-createdAt-index"]
+    assert [i["IndexName"] for i in jobs["GlobalSecondaryIndexes"]] == [
+        "status-createdAt-index",
+        "campaign-createdAt-index",
+    ]
     results = boto3.client("dynamodb").describe_table(TableName=aws_store.repositories_table)
     indexes = [i["IndexName"] for i in results["Table"]["GlobalSecondaryIndexes"]]
-    assert indexes == ["status-index", "fleet-status-index"]
+    assert indexes == ["status-index", "fleet-status-index", "prState-createdAt-index"]
+
+
+# queries: the list pages read indexes, never scan
+
+
+@pytest.fixture
+def calls(aws_store: AwsStore) -> list[tuple[str, dict]]:
+    """Every DynamoDB call the store's (real boto3) client makes, by botocore's event hook."""
+    seen: list[tuple[str, dict]] = []
+
+    def record(params: dict, model: Any, **_: Any) -> None:
+        seen.append((model.name, params))
+
+    aws_store.dynamodb.meta.events.register("provide-client-params.dynamodb.*", record)
+    return seen
+
+
+def campaign_job(job_id: str, minutes: int, campaign: str | None) -> Job:
+    spec = {"name": job_id, "repositories": [REPOSITORY], "max_usd": 1.0}
+    if campaign:
+        spec["campaign"] = campaign
+    created = T0 + timedelta(minutes=minutes)
+    return Job(job_id=job_id, spec=spec, created_at=created, updated_at=created)
+
+
+def test_list_queries_use_the_indexes_and_never_scan(
+    aws_store: AwsStore, calls: list[tuple[str, dict]]
+) -> None:
+    for i in range(6):
+        aws_store.create_job(campaign_job(f"job-{i}", i, "weekly" if i % 2 else None))
+    result = aws_store.get_result("job-1", REPOSITORY)
+    result.pr_number, result.pr_state = 3, "open"
+    aws_store.save_result(result)
+    calls.clear()
+
+    newest = aws_store.list_jobs(limit=2)
+    older = aws_store.list_jobs(limit=2, before=JobCursor.of(newest[-1]))
+    pending = aws_store.list_jobs(JobStatus.PENDING, since=T0)
+    weekly = aws_store.campaign_jobs("weekly")
+    campaigns = aws_store.campaigns()
+    live = aws_store.results_with_pr_state("open")
+
+    assert [j.job_id for j in newest + older] == ["job-5", "job-4", "job-3", "job-2"]
+    assert len(pending) == 6 and [j.job_id for j in weekly] == ["job-5", "job-3", "job-1"]
+    assert campaigns == {"weekly": 3} and [(r.job_id, r.pr_number) for r in live] == [("job-1", 3)]
+    assert [name for name, _ in calls if name != "Query"] == []  # no Scan, no GetItem loop
+    indexes = {params.get("IndexName") for _, params in calls}
+    assert indexes == {
+        "status-createdAt-index",
+        "campaign-createdAt-index",
+        "prState-createdAt-index",
+        None,  # the campaigns registry: one partition of the repositories table
+    }
+    registry = [p for _, p in calls if "IndexName" not in p]
+    assert all(p["TableName"] == aws_store.repositories_table for p in registry)
+    pages = [p for _, p in calls if p.get("IndexName") == "status-createdAt-index"]
+    assert {p["Limit"] for p in pages} == {3, 51}  # a page reads about a page, not the table
+
+
+def test_tables_from_before_the_indexes_get_them_and_migrate_backfills(
+    aws_env: dict[str, str],
+) -> None:
+    store = AwsStore.from_settings(Settings.from_env(aws_env | fake_aws.unique_names()))
+    # The tables as the previous release created them: no campaign or PR state index.
+    for table in table_definitions(store.jobs_table, store.repositories_table):
+        table["GlobalSecondaryIndexes"] = [
+            i
+            for i in table["GlobalSecondaryIndexes"]
+            if i["IndexName"] not in ("campaign-createdAt-index", "prState-createdAt-index")
+        ]
+        keys = [
+            *table["KeySchema"],
+            *(k for i in table["GlobalSecondaryIndexes"] for k in i["KeySchema"]),
+        ]
+        used = {k["AttributeName"] for k in keys}
+        table["AttributeDefinitions"] = [
+            a for a in table["AttributeDefinitions"] if a["AttributeName"] in used
+        ]
+        store.dynamodb.create_table(**table)
+    old = campaign_job("job-old", 1, "weekly")
+    item = _job_item(old)
+    del item["campaign"]  # written before the attribute existed
+    store.dynamodb.put_item(TableName=store.jobs_table, Item=_serialize(item))
+    store.create_resources()  # adds the missing indexes to the existing tables
+    store.create_job(campaign_job("job-new", 2, "weekly"))
+    store.create_job(campaign_job("job-none", 3, None))
+
+    assert [j.job_id for j in store.campaign_jobs("weekly")] == ["job-new"]
+    assert store.migrate() == 1
+    assert [j.job_id for j in store.campaign_jobs("weekly")] == ["job-new", "job-old"]
+    assert store.campaigns() == {"weekly": 2}
+    assert store.get_job("job-old") == old
+    assert store.migrate() == 0  # once only
+
+
+def test_codybatch_store_migrate_backfills_the_store_the_environment_names(
+    aws_store_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = AwsStore.from_settings(Settings.from_env(aws_store_env))
+    item = _job_item(campaign_job("job-old", 1, "nightly"))
+    del item["campaign"]
+    store.dynamodb.put_item(TableName=store.jobs_table, Item=_serialize(item))
+    for name, value in aws_store_env.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["store", "migrate"]) == 0
+    assert (
+        capsys.readouterr().out == "migrated 1 records written before the store's current indexes\n"
+    )
+    assert [j.job_id for j in store.campaign_jobs("nightly")] == ["job-old"]
+    assert main(["store", "migrate"]) == 0
+    assert capsys.readouterr().out.startswith("migrated 0 ")
