@@ -92,7 +92,7 @@ def _seed_lifecycle(store: LocalStore):
 
 
 def _article(page: str, repository: str) -> str:
-    start = page.index(f"<h2>{repository}</h2>")
+    start = page.index(f'<h2 class="path" title="{repository}">')
     end = page.find('<article class="result"', start)
     return page[start : end if end > 0 else None]
 
