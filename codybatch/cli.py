@@ -14,7 +14,7 @@ from typing import Any
 
 from codybatch.fleet_records import ErrorClass, FleetStatus
 from codybatch.records import Job, JobStatus, Publishing, RepositoryResult
-from codybatch.settings import Settings
+from codybatch.settings import Settings, SettingsError
 
 
 def _store(settings: Settings):
@@ -516,7 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()  # read once here, passed down to everything
+    except SettingsError as exc:
+        print(f"codybatch: {exc}", file=sys.stderr)
+        return 2  # as a usage error: the worker's task does not retry it
     return args.func(args, settings)
 
 

@@ -89,9 +89,8 @@ def load_job_type(path: Path) -> JobType:
     return job_type
 
 
-def job_types(settings: Settings | None = None) -> dict[str, JobType]:
+def job_types(settings: Settings) -> dict[str, JobType]:
     """Every job type by name: the built-in ones, then those of CODYBATCH_JOB_TYPES_DIR."""
-    settings = settings or Settings.from_env()
     folders = [BUILT_IN]
     if settings.job_types_dir:
         folders.append(Path(settings.job_types_dir))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,19 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # Medium, not the API's default high: batch edits are well specified, and effort is what
 # drives thinking and output tokens, the larger part of a session's cost.
 DEFAULT_EFFORT = "medium"
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """Environment variables with values Cody Batch cannot use: each named with its fix."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__(
+            "bad settings in the environment (fix these variables and start again):\n"
+            + "\n".join(f"  - {e}" for e in errors)
+        )
 
 
 def _first(env: Mapping[str, str], *names: str, default: str = "") -> str:
@@ -23,6 +37,66 @@ def _first(env: Mapping[str, str], *names: str, default: str = "") -> str:
 
 def _patterns(raw: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in raw.replace("\n", ",").split(",") if p.strip())
+
+
+class _Reader:
+    """Reads typed values, collecting every bad one (never a secret: only these are checked)."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.errors: list[str] = []
+
+    def number(self, name: str, default: float, unit: str, positive: bool = False) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if math.isnan(value) or math.isinf(value) or value < 0 or (positive and value == 0):
+            least = "above 0" if positive else "0 or more"
+            self.errors.append(
+                f"{name}={raw!r} is not a valid number of {unit}: set one {least} "
+                f"(e.g. {name}={default:g}) or unset it for {default:g}"
+            )
+            return default
+        return value
+
+    def whole(self, name: str, default: int, unit: str) -> int:
+        raw = self.env.get(name, "").strip()
+        if raw and not raw.isdigit():
+            self.errors.append(
+                f"{name}={raw!r} is not a whole number of {unit}: set one above 0 "
+                f"(e.g. {name}={default}) or unset it for {default}"
+            )
+            return default
+        value = int(raw or default)
+        if value <= 0:
+            self.errors.append(f"{name}={raw!r} must be above 0 {unit}: unset it for {default}")
+            return default
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw not in TRUE + FALSE:
+            self.errors.append(
+                f"{name}={raw!r} is not true or false: set true or false "
+                f"(or unset it for {str(default).lower()})"
+            )
+            return default
+        return raw in TRUE
+
+    def choice(self, name: str, choices: tuple[str, ...]) -> str:
+        raw = self.env.get(name, "").strip().lower()
+        if raw and raw not in choices:
+            self.errors.append(
+                f"{name}={raw!r} is not known: set one of {', '.join(choices)} "
+                f"(or unset it for {choices[0]})"
+            )
+        return raw if raw in choices else choices[0]
 
 
 @dataclass(frozen=True)
@@ -76,11 +150,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read once by each entry point (CLI, worker, Airflow task, the plugin) and passed
+        down; raises SettingsError naming every bad variable at once."""
         env = os.environ if env is None else env
-        return cls(
+        read = _Reader(env)
+        settings = cls(
             home=Path(_first(env, "CODYBATCH_HOME", default=".codybatch")).absolute(),
-            store=_first(env, "CODYBATCH_STORE", default="local").lower(),
-            runner=_first(env, "CODYBATCH_RUNNER", default="local").lower(),
+            store=read.choice("CODYBATCH_STORE", ("local", "aws")),
+            runner=read.choice("CODYBATCH_RUNNER", ("local", "batch")),
             allowed_repositories=_patterns(
                 _first(env, "CODYBATCH_ALLOWED_REPOSITORIES", "ALLOWED_REPOSITORIES")
             ),
@@ -91,13 +168,13 @@ class Settings:
             model=_first(env, "CODYBATCH_MODEL", default=DEFAULT_MODEL),
             effort=_first(env, "CODYBATCH_EFFORT", default=DEFAULT_EFFORT).lower(),
             prices=_first(env, "CODYBATCH_PRICES"),
-            claude_provider=_first(env, "CODYBATCH_CLAUDE_PROVIDER", default="anthropic").lower(),
+            claude_provider=read.choice("CODYBATCH_CLAUDE_PROVIDER", ("anthropic", "bedrock")),
             anthropic_api_key=_first(env, "ANTHROPIC_API_KEY", "CLAUDE_API_KEY"),
             anthropic_base_url=_first(env, "ANTHROPIC_BASE_URL"),
             github_token=_first(env, "GITHUB_TOKEN"),
             github_api_url=_first(env, "GITHUB_API_URL", default="https://api.github.com"),
-            github_pr_interval=float(_first(env, "CODYBATCH_GITHUB_PR_INTERVAL", default="1")),
-            github_max_wait=float(_first(env, "CODYBATCH_GITHUB_MAX_WAIT", default="300")),
+            github_pr_interval=read.number("CODYBATCH_GITHUB_PR_INTERVAL", 1.0, "seconds"),
+            github_max_wait=read.number("CODYBATCH_GITHUB_MAX_WAIT", 300.0, "seconds"),
             git_author=_first(env, "CODYBATCH_GIT_AUTHOR"),
             public_url=_first(env, "CODYBATCH_PUBLIC_URL"),
             jobs_table=_first(
@@ -115,16 +192,18 @@ class Settings:
             batch_job_definition=_first(
                 env, "CODYBATCH_BATCH_JOB_DEFINITION", default="codybatch-worker"
             ),
-            batch_deferrable=_first(env, "CODYBATCH_BATCH_DEFERRABLE", default="true").lower()
-            not in ("0", "false", "no", "off"),
-            step_timeout=int(_first(env, "CODYBATCH_STEP_TIMEOUT", default="600")),
+            batch_deferrable=read.flag("CODYBATCH_BATCH_DEFERRABLE", True),
+            step_timeout=read.whole("CODYBATCH_STEP_TIMEOUT", 600, "seconds"),
             pool=_first(env, "CODYBATCH_POOL", default="codybatch"),
             campaigns_dir=_first(env, "CODYBATCH_CAMPAIGNS_DIR"),
             tracking_schedule=_first(env, "CODYBATCH_TRACKING_SCHEDULE", default="@hourly"),
             step_env=_patterns(_first(env, "CODYBATCH_STEP_ENV")),
             sandbox=_first(env, "CODYBATCH_SANDBOX", default="auto").lower(),
-            approval_timeout_hours=float(
-                _first(env, "CODYBATCH_APPROVAL_TIMEOUT_HOURS", default="72")
+            approval_timeout_hours=read.number(
+                "CODYBATCH_APPROVAL_TIMEOUT_HOURS", 72.0, "hours", positive=True
             ),
             batch_job_id=_first(env, "AWS_BATCH_JOB_ID"),
         )
+        if read.errors:
+            raise SettingsError(read.errors)
+        return settings

@@ -599,7 +599,7 @@ class JobSpec(BaseModel):
     def parse(
         cls,
         data: Mapping[str, Any],
-        settings: Settings | None = None,
+        settings: Settings,
         check_local: bool = True,
         *,
         user_input: bool = False,
@@ -610,7 +610,6 @@ class JobSpec(BaseModel):
         (campaign, the derived ones); a stored spec keeps them. `check_local=False` skips
         checking that local repositories exist (a worker checks only its own, by cloning it).
         """
-        settings = settings or Settings.from_env()
         if not isinstance(data, Mapping):
             raise SpecError([FieldError("spec", "must be an object of fields (name, prompt, ...)")])
         errors: list[FieldError] = []
@@ -968,7 +967,7 @@ def field_schema(name: str) -> dict[str, Any]:
     return out
 
 
-def param_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+def param_schemas(settings: Settings) -> dict[str, dict[str, Any]]:
     """A JSON schema per field a person may set (trigger form, API docs), in form order."""
     from codybatch.jobtypes import job_types
 

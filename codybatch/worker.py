@@ -86,13 +86,12 @@ def exit_code(result: RepositoryResult) -> int:
 def run_worker(
     job_id: str,
     repository: str,
-    settings: Settings | None = None,
+    settings: Settings,
     store: Store | None = None,
     force: bool = False,
     on_progress: Callable[[RepositoryResult], None] | None = None,
 ) -> RepositoryResult:
     """Process one repository of a job and store its result; return the stored result."""
-    settings = settings or Settings.from_env()
     store = store or open_store(settings)
     job = store.get_job(job_id)
     if job is None:

@@ -593,7 +593,7 @@ def errors_of_input(data: Any, settings: Settings) -> list[tuple[str, str]]:
 def test_the_trigger_form_params_come_from_the_model() -> None:
     import re
 
-    schemas = param_schemas()
+    schemas = param_schemas(Settings.from_env({}))
     assert set(schemas) == set(JobSpec.model_fields) - {"campaign", "rendered_prompt", "guidance"}
     assert schemas["repositories"]["maxItems"] == 5 and schemas["repositories"]["minItems"] == 1
     assert schemas["max_turns"]["type"] == ["null", "integer"]  # optional: not required

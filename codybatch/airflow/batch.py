@@ -50,7 +50,7 @@ def stop_batch_jobs(items: list[dict[str, str]] | None = None) -> list[str]:
     """Teardown: terminate this job's Batch jobs that are still queued or running."""
     if not items:
         return []
-    return terminate_batch_jobs(items[0]["job_id"])
+    return terminate_batch_jobs(items[0]["job_id"], Settings.from_env())
 
 
 def can_defer() -> bool:
@@ -80,11 +80,8 @@ def batch_process(items: Any, settings: Settings) -> Any:
     return process
 
 
-def terminate_batch_jobs(
-    job_id: str, settings: Settings | None = None, reason: str | None = None
-) -> list[str]:
+def terminate_batch_jobs(job_id: str, settings: Settings, reason: str | None = None) -> list[str]:
     """Terminate the job's queued or running Batch jobs; return their Batch job ids."""
-    settings = settings or Settings.from_env()
     client = BatchClientHook(region_name=settings.aws_region).client
     reason = reason or f"Cody Batch job {job_id} ended (run finished, failed or cancelled)"
     stopped = []

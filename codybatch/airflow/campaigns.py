@@ -101,8 +101,7 @@ class Campaign:
         return CampaignError(f"campaign file {self.path}: {message}")
 
 
-def campaigns_dir(settings: Settings | None = None) -> Path:
-    settings = settings or Settings.from_env()
+def campaigns_dir(settings: Settings) -> Path:
     return Path(settings.campaigns_dir) if settings.campaigns_dir else ROOT / "include/campaigns"
 
 
@@ -125,14 +124,11 @@ def campaign_name(path: Path) -> str:
     return campaign_slug(path.name)
 
 
-def load_campaign(
-    path: Path, settings: Settings | None = None, resolve_selection: bool = False
-) -> Campaign:
+def load_campaign(path: Path, settings: Settings, resolve_selection: bool = False) -> Campaign:
     """Read and validate a campaign file; CampaignError names the file and every bad field.
 
     With `resolve_selection`, a selector is also asked (cached for a few minutes) and one
     that selects nothing is an error too."""
-    settings = settings or Settings.from_env()
     name = campaign_name(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -346,7 +342,7 @@ def sync_campaign_stubs(source: Path | None = None, target: Path | None = None) 
     target = target or stubs_dir()
     target.mkdir(parents=True, exist_ok=True)
     wanted: dict[Path, str] = {}
-    for path in campaign_files(source or campaigns_dir()):
+    for path in campaign_files(source or campaigns_dir(Settings.from_env())):
         name = campaign_name(path)
         stub = target / f"{name}.py"
         if stub in wanted:

@@ -73,7 +73,11 @@ EXIT_USAGE = 2
 
 
 def check_conf(
-    params: dict[str, Any], conf: dict[str, Any], dag_id: str, run_id: str | None = None
+    params: dict[str, Any],
+    conf: dict[str, Any],
+    dag_id: str,
+    settings: Settings,
+    run_id: str | None = None,
 ) -> tuple[Any, list[str]]:
     """The job of a run, parsed by the job model and checked before work: (spec, notes).
 
@@ -82,12 +86,11 @@ def check_conf(
     from codybatch.checks import checked
     from codybatch.spec import JobSpec
 
-    settings = Settings.from_env()
     data = spec_input(params, conf)
     campaign = None
     if dag_id.startswith(DAG_PREFIX):
         campaign = dag_id.removeprefix(DAG_PREFIX)
-    elif "campaign" in data and run_id and _launched_by_campaign(data, run_id):
+    elif "campaign" in data and run_id and _launched_by_campaign(data, run_id, settings):
         campaign = data.pop("campaign")
     spec = JobSpec.parse(data, settings, user_input=True)
     if campaign is not None:
@@ -95,13 +98,16 @@ def check_conf(
     return spec, checked(spec, settings)
 
 
-def record_refused(conf: dict[str, Any], errors: Any, dag_id: str, run_id: str) -> None:
+def record_refused(
+    conf: dict[str, Any], errors: Any, dag_id: str, run_id: str, settings: Settings
+) -> None:
     """A run refused by validate is still a job: FAILED, with its field errors, so the jobs
     list, its Results tab and `codybatch jobs` show why."""
     from codybatch.jobs import record_refused_job
     from codybatch.store import open_store
 
-    record_refused_job(open_store(), conf, errors, job_id_for_run(dag_id, run_id), dag_id, run_id)
+    store = open_store(settings)
+    record_refused_job(store, conf, errors, job_id_for_run(dag_id, run_id), dag_id, run_id)
 
 
 @task(**INFRA_RETRIES)
@@ -112,12 +118,13 @@ def validate() -> dict[str, Any]:
     context = get_current_context()
     conf = dict(context["dag_run"].conf or {})
     dag_id, run_id = context["dag"].dag_id, context["dag_run"].run_id
+    settings = Settings.from_env()
     try:
-        spec, notes = check_conf(dict(context["params"]), conf, dag_id, run_id)
+        spec, notes = check_conf(dict(context["params"]), conf, dag_id, settings, run_id)
     except SpecError as exc:
         for error in exc.errors:
             log.error("invalid job: %s", error)
-        record_refused(conf, exc.errors, dag_id, run_id)
+        record_refused(conf, exc.errors, dag_id, run_id, settings)
         raise AirflowFailException(
             f"the job is invalid ({len(exc.errors)} field errors, logged above); it is "
             "recorded as a FAILED job with them"
@@ -128,7 +135,7 @@ def validate() -> dict[str, Any]:
     return spec.to_dict()
 
 
-def _launched_by_campaign(data: dict[str, Any], run_id: str) -> bool:
+def _launched_by_campaign(data: dict[str, Any], run_id: str, settings: Settings) -> bool:
     """A campaign's launcher recorded this very run for these repositories in the store."""
     from codybatch.fleet import launched_by_campaign
     from codybatch.store import open_store
@@ -137,7 +144,7 @@ def _launched_by_campaign(data: dict[str, Any], run_id: str) -> bool:
     if not isinstance(campaign, str) or not isinstance(repositories, list):
         return False
     try:
-        return launched_by_campaign(open_store(), campaign, run_id, repositories)
+        return launched_by_campaign(open_store(settings), campaign, run_id, repositories)
     except ValueError:  # a malformed repository: the spec's own errors say which
         return False
 
@@ -153,9 +160,10 @@ def register(spec: dict[str, Any]) -> list[dict[str, str]]:
     dag_id, run_id = context["dag"].dag_id, context["dag_run"].run_id
     job_id = job_id_for_run(dag_id, run_id)
     warnings = context["ti"].xcom_pull(task_ids="validate", key=WARNINGS_KEY) or []
+    settings = Settings.from_env()
     job = register_job(
-        JobSpec.parse(spec),
-        open_store(),
+        JobSpec.parse(spec, settings),
+        open_store(settings),
         job_id=job_id,
         dag_id=dag_id,
         run_id=run_id,
@@ -201,7 +209,8 @@ def finalize(items: list[dict[str, str]] | None = None) -> str:
 
     context = get_current_context()
     job_id = job_id_for_run(context["dag"].dag_id, context["dag_run"].run_id)
-    store = open_store()
+    settings = Settings.from_env()
+    store = open_store(settings)
     if not items:
         # The plugin may have registered the job before validate or register failed; a job
         # validate refused is already FAILED with its errors, which stand.
@@ -214,9 +223,9 @@ def finalize(items: list[dict[str, str]] | None = None) -> str:
                 "failed: its task log says why)",
             )
         raise AirflowFailException("no job was registered (validate or register failed)")
-    if Settings.from_env().runner == "batch":
+    if settings.runner == "batch":
         # Batch jobs a failed or killed deferred task left running.
-        terminate_batch_jobs(job_id)
+        terminate_batch_jobs(job_id, settings)
     job = finalize_job(store, job_id)
     log.info("job %s: %s", job_id, job.status)
     if job.spec.get("campaign"):
@@ -246,7 +255,7 @@ def build_job_dag(
         schedule=schedule,
         start_date=start_date,
         catchup=False,
-        params=job_params(defaults),
+        params=job_params(settings, defaults),
         tags=tags or ["codybatch"],
         doc_md=DOC,
         max_active_runs=max_active_runs,

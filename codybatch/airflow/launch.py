@@ -233,7 +233,8 @@ def summary(file_name: str) -> dict[str, Any]:
 
 def campaign_dag(file_name: str) -> DAG | None:
     """The DAG of one campaign file (None when disabled); raises CampaignError when invalid."""
-    campaign = load_campaign(campaigns_dir() / file_name, resolve_selection=True)
+    settings = Settings.from_env()
+    campaign = load_campaign(campaigns_dir(settings) / file_name, settings, resolve_selection=True)
     if not campaign.enabled:
         return None
     return build_campaign_dag(campaign, file_name)

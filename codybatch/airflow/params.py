@@ -6,15 +6,16 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from codybatch.settings import Settings
 from codybatch.spec import ALIASES, REQUIRED, param_schemas
 
 
-def job_params(defaults: dict[str, Any] | None = None) -> dict[str, Param]:
+def job_params(settings: Settings, defaults: dict[str, Any] | None = None) -> dict[str, Param]:
     """One Param per job field (JSON schema from JobSpec), so Airflow refuses a bad conf at
     trigger time; `defaults` pre-fill them (campaigns)."""
     d = defaults or {}
     params = {}
-    for name, schema in param_schemas().items():
+    for name, schema in param_schemas(settings).items():
         fallback = schema.pop("default", [] if schema["type"] == "array" else "")
         if name in REQUIRED or "boolean" in schema["type"]:
             default = d.get(name, fallback)  # a switch shows its real default

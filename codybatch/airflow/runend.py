@@ -20,6 +20,7 @@ from airflow.sdk import DAG, task
 
 from codybatch.airflow.names import DAG_PREFIX, JOB_DAG_ID
 from codybatch.records import Job, RepositoryStatus, job_id_for_run
+from codybatch.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def is_job_dag(dag_id: str) -> bool:
     return dag_id == JOB_DAG_ID or dag_id.startswith(DAG_PREFIX)
 
 
-def close_run(dag_id: str, run_id: str, state: str, why: str) -> Job | None:
+def close_run(dag_id: str, run_id: str, state: str, why: str, settings: Settings) -> Job | None:
     """Close the job of a run that ended in `state`; repositories left open say why."""
     if not is_job_dag(dag_id):
         return None
@@ -46,7 +47,7 @@ def close_run(dag_id: str, run_id: str, state: str, why: str) -> Job | None:
     else:
         reason = f"the DAG run ended {state} ({why}) before this repository finished"
         unfinished = RepositoryStatus.FAILED
-    job = close_job(open_store(), job_id_for_run(dag_id, run_id), reason, unfinished)
+    job = close_job(open_store(settings), job_id_for_run(dag_id, run_id), reason, unfinished)
     if job is not None:
         log.info("job %s of %s/%s: %s", job.job_id, dag_id, run_id, job.status)
     return job
@@ -55,7 +56,7 @@ def close_run(dag_id: str, run_id: str, state: str, why: str) -> Job | None:
 def _close_safely(dag_id: str, run_id: str, state: str, why: str) -> None:
     # Runs inside Airflow's own components: a store outage is logged, the sweep retries.
     try:
-        close_run(dag_id, run_id, state, why)
+        close_run(dag_id, run_id, state, why, Settings.from_env())
     except Exception:
         log.exception("could not close the job of %s/%s; the sweep will", dag_id, run_id)
 
@@ -96,7 +97,7 @@ def sweep_jobs() -> list[str]:
     from codybatch import jobs
     from codybatch.store import open_store
 
-    closed = jobs.sweep_jobs(open_store(), run_state)
+    closed = jobs.sweep_jobs(open_store(Settings.from_env()), run_state)
     for job in closed:
         log.info("closed job %s (%s/%s): %s", job.job_id, job.dag_id, job.run_id, job.status)
     return [job.job_id for job in closed]

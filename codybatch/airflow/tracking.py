@@ -71,10 +71,11 @@ def follow_up(job_id: str, repository: str) -> str:
 def build_tracking_dag(schedule: str | None = None) -> DAG:
     """An hourly (by default) DAG: refresh every open PR (and merge the green ones whose job
     says so), then one follow-up per PR whose job lets Claude answer its checks and reviews."""
+    settings = Settings.from_env()
     with DAG(
         dag_id=TRACKING_DAG_ID,
         description="Refresh state, checks and reviews of the pull requests Cody Batch opened",
-        schedule=schedule or Settings.from_env().tracking_schedule,
+        schedule=schedule or settings.tracking_schedule,
         start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
@@ -88,7 +89,7 @@ def build_tracking_dag(schedule: str | None = None) -> DAG:
         task(
             follow_up,
             task_id="follow_up",
-            pool=Settings.from_env().pool,
+            pool=settings.pool,
             max_active_tis_per_dag=1,
             map_index_template="{{ task.op_kwargs['repository'] }}",
         ).expand_kwargs(due)

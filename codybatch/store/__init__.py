@@ -8,9 +8,8 @@ from codybatch.store.base import JobCursor, NotFoundError, StaleWriteError, Stor
 __all__ = ["JobCursor", "NotFoundError", "StaleWriteError", "Store", "StoreError", "open_store"]
 
 
-def open_store(settings: Settings | None = None) -> Store:
+def open_store(settings: Settings) -> Store:
     """The store the settings select (CODYBATCH_STORE=local|aws)."""
-    settings = settings or Settings.from_env()
     if settings.store == "aws":
         from codybatch.store.aws import AwsStore
 

@@ -233,10 +233,10 @@ def test_stopping_terminates_only_this_jobs_unfinished_batch_jobs(
     running = {submit("job-aaaa", 1), submit("job-aaaa", 2)}
     other_job = submit("job-aaaab", 0)
 
-    assert set(terminate_batch_jobs("job-aaaa")) == running
+    assert set(terminate_batch_jobs("job-aaaa", Settings.from_env())) == running
 
     described = {j["jobId"]: j for j in batch.describe_jobs(jobs=[*running, other_job])["jobs"]}
     for job_id in running:
         assert "job-aaaa ended" in described[job_id]["statusReason"]
     assert "statusReason" not in described[other_job]
-    assert finished not in terminate_batch_jobs("job-aaaa")
+    assert finished not in terminate_batch_jobs("job-aaaa", Settings.from_env())

@@ -16,6 +16,7 @@ from codybatch.airflow.campaigns import (
 from codybatch.airflow.launch import build_campaign_dag
 from codybatch.fleet_records import FleetStatus
 from codybatch.records import JobStatus
+from codybatch.settings import Settings
 from codybatch.store.local import LocalStore
 from tests.airflow.jobruns import job_runs, run_job
 from tests.fakes.github_server import fake_github
@@ -61,12 +62,14 @@ def test_a_budget_makes_jobs_small_enough_to_afford(tmp_path: Path) -> None:
         "budget: {per_run_usd: 5}\n"
         "rollout: {rate: 100/hour}\n",
     )
-    assert load_campaign(path).batch_size == 2  # two repositories may cost 4 of the 5 USD
+    assert (
+        load_campaign(path, Settings.from_env()).batch_size == 2
+    )  # two repositories may cost 4 of the 5 USD
 
 
 def test_valid_campaign_loads(tmp_path: Path, example_repos: list[Path], codybatch_home) -> None:
     path = _write(tmp_path / "c", "weekly-cleanup.yaml", GOOD.format(repo=example_repos[1]))
-    campaign = load_campaign(path)
+    campaign = load_campaign(path, Settings.from_env())
 
     assert campaign.name == "weekly_cleanup"
     assert campaign.dag_id == "codybatch_campaign__weekly_cleanup"
@@ -80,7 +83,7 @@ def test_a_campaign_dag_starts_paused_unless_its_file_says_not(
     tmp_path: Path, example_repos: list[Path], line: str, paused: bool
 ) -> None:
     path = _write(tmp_path / "c", "weekly.yaml", line + GOOD.format(repo=example_repos[1]))
-    campaign = load_campaign(path)
+    campaign = load_campaign(path, Settings.from_env())
     dag = build_campaign_dag(campaign, path.name)
 
     assert campaign.paused is paused
@@ -133,7 +136,7 @@ def test_a_campaign_dag_starts_paused_unless_its_file_says_not(
 def test_invalid_campaign_names_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
     path = _write(tmp_path, "broken.yaml", text)
     with pytest.raises(CampaignError) as info:
-        load_campaign(path)
+        load_campaign(path, Settings.from_env())
     assert str(path) in str(info.value)
     assert expected in str(info.value)
 

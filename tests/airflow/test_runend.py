@@ -152,7 +152,7 @@ def test_the_sweep_closes_jobs_whose_run_ended_or_vanished(
     from airflow.dag_processing.dagbag import DagBag
 
     conf = {"name": "n", "steps": ["true"], "repositories": [str(example_repos[0])]}
-    spec = JobSpec.parse(conf)
+    spec = JobSpec.parse(conf, Settings.from_env())
     # A run that ended without telling anyone (failed through Airflow's own functions).
     ended = new_run_id()
     trigger_run(JOB_DAG_ID, ended, conf, "test")

@@ -406,9 +406,10 @@ def test_threads_updating_different_repositories_all_land(
 WRITER = """
 import sys
 from codybatch.records import RepositoryStatus
+from codybatch.settings import Settings
 from codybatch.store import open_store
 
-store = open_store()
+store = open_store(Settings.from_env())
 name = sys.argv[2]
 for step in range(3):
     def add(result):  # another process may write the same record: applied on its version

@@ -45,6 +45,7 @@ class ActionError(Exception):
 
 
 def settings() -> Settings:
+    """Read once per request by its route (the plugin's entry point) and passed down."""
     return Settings.from_env()
 
 
@@ -53,9 +54,9 @@ def _store_for(config: Settings) -> Store:
     return open_store(config)
 
 
-def store(config: Settings | None = None) -> Store:
+def store(config: Settings) -> Store:
     """The store the plugin reads (the same one the workers write)."""
-    return _store_for(config or settings())
+    return _store_for(config)
 
 
 @dataclass

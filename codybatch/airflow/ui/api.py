@@ -21,6 +21,7 @@ from codybatch.airflow.ui.auth import (
     require_run_permission,
 )
 from codybatch.records import Job
+from codybatch.settings import Settings
 from codybatch.spec import SpecError
 
 router = APIRouter(tags=["Cody Batch"])
@@ -88,13 +89,13 @@ class JobTypes(BaseModel):
     job_types: list[JobTypeInfo]
 
 
-def _request_schema() -> dict[str, Any]:
+def _request_schema(config: Settings) -> dict[str, Any]:
     """The create-job body as JSON schema, from the job model (its camelCase names work too)."""
     from codybatch.spec import REQUIRED, param_schemas
 
     properties = {
         name: {k: v for k, v in schema.items() if k not in ("section", "values_display")}
-        for name, schema in param_schemas().items()
+        for name, schema in param_schemas(config).items()
     }
     return {"type": "object", "properties": properties, "required": list(REQUIRED)}
 
@@ -180,7 +181,7 @@ def job_types(user: ApiUser) -> JobTypes:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": _request_schema(),
+                    "schema": _request_schema(actions.settings()),  # as the app loads
                     "examples": {"seed": {"value": EXAMPLE}},
                 }
             },

@@ -153,7 +153,7 @@ class JobReader:
 
 def readable_job(job_id: str, user: BaseUser) -> Job:
     """The job: 404 when there is none, 403 unless the user may read runs of its DAG."""
-    return JobReader(user).require(actions.get_job(actions.store(), job_id))
+    return JobReader(user).require(actions.get_job(actions.store(actions.settings()), job_id))
 
 
 def _api_job(job_id: str, user: ApiUser) -> Job:

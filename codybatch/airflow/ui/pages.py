@@ -259,7 +259,7 @@ async def cancel_page(job_id: str, request: Request, user: PageUser) -> Response
     check_csrf(request, user, dict(await request.form()))
     job = readable_job(job_id, user)
     require_run_permission(user, job_dag_id(job), "PUT")
-    actions.cancel(job_id, actions.store())
+    actions.cancel(job_id, actions.store(actions.settings()))
     root = request.scope.get("root_path", "").rstrip("/")
     return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
 
@@ -346,7 +346,11 @@ async def retry_page(name: str, request: Request, user: PageUser) -> Response:
     require_run_permission(user, campaignview.DAG_PREFIX + name, "POST")
     repository = str(form.get("repository") or "")
     campaignview.retry(
-        actions.store(), name, [repository] if repository else [], not repository, user.get_name()
+        actions.store(actions.settings()),
+        name,
+        [repository] if repository else [],
+        not repository,
+        user.get_name(),
     )
     root = request.scope.get("root_path", "").rstrip("/")
     return RedirectResponse(f"{root}/campaigns/{quote(name, safe='')}", status_code=303)
@@ -397,7 +401,7 @@ def run_page(dag_id: str, run_id: str, request: Request, user: PageUser) -> Resp
     """The Results tab of a DAG run: its job, or why there is none (yet)."""
     JobReader(user).require_dag(dag_id)  # the run's state is the DAG's to show
     job_id = job_id_for_run(dag_id, run_id)
-    job = actions.store().get_job(job_id)
+    job = actions.store(actions.settings()).get_job(job_id)
     if job is not None:  # the job page checks its own DAG
         root = request.scope.get("root_path", "").rstrip("/")
         return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)

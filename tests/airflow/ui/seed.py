@@ -13,6 +13,7 @@ from codybatch.records import (
     Usage,
     job_id_for_run,
 )
+from codybatch.settings import Settings
 from codybatch.spec import JobSpec
 from codybatch.store import Store
 
@@ -169,7 +170,8 @@ def seed_campaign_run(
                 "steps": ["sed -i s/oldFunction/newFunction/g *.js"],
                 "repositories": list(outcomes),
                 "create_pull_requests": True,
-            }
+            },
+            Settings.from_env(),
         ).to_dict(),
         dag_id=dag_id,
         run_id=run_id,

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from codybatch.settings import Settings
 from tests.airflow.ui.seed import csrf_of
 from tests.helpers import make_repo
 
@@ -192,7 +193,7 @@ def via_campaign(data: dict[str, Any], folder: Path) -> Answer:
     path = folder / "table-case.yaml"
     path.write_text(yaml.safe_dump({"schedule": "@daily", **data}, allow_unicode=False))
     with pytest.raises(CampaignError) as info:
-        load_campaign(path)
+        load_campaign(path, Settings.from_env())
     return _lines(str(info.value))
 
 
@@ -242,14 +243,14 @@ def via_airflow(admin: Any, data: dict[str, Any], refuses: bool) -> tuple[Answer
     from codybatch.spec import SpecError
 
     with pytest.raises(SpecError) as info:
-        check_conf(job_dag_params(), data, JOB_DAG_ID)
+        check_conf(job_dag_params(), data, JOB_DAG_ID, Settings.from_env())
     return [(e.field, e.message) for e in info.value.errors], response.text
 
 
 def job_dag_params() -> dict[str, Any]:
     from codybatch.airflow.params import job_params
 
-    return {name: param.value for name, param in job_params().items()}
+    return {name: param.value for name, param in job_params(Settings.from_env()).items()}
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from codybatch.records import Job, JobStatus
+from codybatch.settings import Settings
 from codybatch.spec import JobSpec
 from tests.airflow.ui.seed import seed_campaign_run, seed_job
 from tests.helpers import make_repo
@@ -87,7 +88,11 @@ def viewer_ui(client, tokens):
 def _plain_job(store, name: str, created_at: datetime, dag_id: str | None = None, **spec) -> Job:
     """A job as `codybatch run` writes it: no DAG (so codybatch_job's) unless dag_id is given."""
     data = {"name": name, "steps": ["true"], "repositories": ["acme/billing"], **spec}
-    job = Job(job_id=f"job-cli-{name}", spec=JobSpec.parse(data).to_dict(), dag_id=dag_id)
+    job = Job(
+        job_id=f"job-cli-{name}",
+        spec=JobSpec.parse(data, Settings.from_env()).to_dict(),
+        dag_id=dag_id,
+    )
     job.created_at = job.updated_at = created_at
     store.create_job(job)
     return store.update_job(job.job_id, status=JobStatus.COMPLETED)
