@@ -321,6 +321,7 @@ def thread_page(job: PageJob, repository: str, request: Request, user: PageUser)
         job=job,
         result=result,
         thread=view,
+        happened=threadview.what_happened(view, result),
         has_thread=thread is not None,
         raw_json=raw_json,
         **_common(user, request),

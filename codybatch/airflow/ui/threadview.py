@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from codybatch.records import Usage
+from codybatch.airflow.ui.progressview import PHASES
+from codybatch.records import RepositoryResult, RepositoryStatus, Usage
 
 MAX_TEXT = 50_000  # per block shown; the JSON download holds everything
+LAST_CALLS = 3  # tool calls shown at the top of a failed thread
 
 
 @dataclass
@@ -37,12 +39,38 @@ class Turn:
 
 
 @dataclass
+class ToolDefinition:
+    name: str
+    description: str
+    schema: str  # the input schema as JSON
+
+
+@dataclass
 class ThreadView:
     system: str = ""
     prompt: str = ""
     turns: list[Turn] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     facts: dict[str, Any] = field(default_factory=dict)
+    tools: list[ToolDefinition] = field(default_factory=list)
+    error: str | None = None  # why the session stopped, when it failed
+
+    def last_calls(self, count: int = LAST_CALLS) -> list[tuple[int, ToolCall]]:
+        """The session's last tool calls, with the number of their turn, oldest first."""
+        calls = [(turn.number, call) for turn in self.turns for call in turn.tool_calls]
+        return calls[-count:]
+
+
+@dataclass
+class WhatHappened:
+    """The top of a failed (or stopped) thread page: the error first, then where and how."""
+
+    error: str
+    phase: str | None  # the worker's phase when it failed, in words
+    stop_reason: str | None
+    answered: int  # turns Claude answered (a failed call is a turn without an answer)
+    last_calls: list[tuple[int, ToolCall]]
+    last_error: tuple[int, str] | None  # the last turn that failed, and its error
 
 
 def _clip(text: str) -> str:
@@ -198,10 +226,47 @@ def build_thread(thread: dict[str, Any] | list[Any] | None) -> ThreadView:
         view.usage = total
     view.facts = {
         k: thread[k]
-        for k in ("model", "effort", "provider", "stop_reason", "limit", "error")
+        for k in ("model", "effort", "provider", "stop_reason", "limit")
         if k in thread and isinstance(thread[k], str | int | float | bool)
     }
+    if thread.get("error"):
+        view.error = _clip(_text_of(thread["error"]))
+    view.tools = _tools(thread.get("tools"))
     price = thread.get("price_per_million")
     if isinstance(price, dict) and price.get("known") is False:
         view.facts["price"] = "unknown: costs at the conservative rate"
     return view
+
+
+def _tools(value: Any) -> list[ToolDefinition]:
+    if not isinstance(value, list):
+        return []
+    return [
+        ToolDefinition(
+            str(t.get("name", "?")),
+            _clip(str(t.get("description", ""))),
+            _clip(as_json(t.get("input_schema", {}))),
+        )
+        for t in value
+        if isinstance(t, dict)
+    ]
+
+
+def what_happened(view: ThreadView, result: RepositoryResult) -> WhatHappened | None:
+    """What a person needs first on a failed repository's thread: None when nothing failed."""
+    error = result.error or view.error
+    failed = result.status == RepositoryStatus.FAILED or bool(view.error)
+    if not (failed and error):
+        return None
+    last_error = next(((t.number, t.error) for t in reversed(view.turns) if t.error), None)
+    if last_error and last_error[1] in error:
+        last_error = None  # already the headline
+    phase = result.failed_phase
+    return WhatHappened(
+        error=error,
+        phase=PHASES.get(phase, str(phase)) if phase else None,
+        stop_reason=result.stop_reason or view.facts.get("stop_reason"),
+        answered=sum(1 for t in view.turns if not t.error),
+        last_calls=view.last_calls(),
+        last_error=last_error,
+    )
