@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from codybatch.records import utcnow
 from codybatch.settings import Settings
 from codybatch.store import open_store
 
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Example repositories in {root}: {', '.join(p.name for p in repos)}")
     print("Running the job through Airflow (airflow dags test codybatch_job) ...", flush=True)
     log = settings.home / "demo-airflow.log"
+    started = utcnow()
     with log.open("w") as out:
         proc = subprocess.run(
             ["airflow", "dags", "test", "codybatch_job", "-c", json.dumps(conf)],
@@ -87,9 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             check=False,
         )
     store = open_store(settings)
-    jobs = [
-        j for j in store.list_jobs(limit=20) if j.spec.get("repositories") == conf["repositories"]
-    ]
+    jobs = store.list_jobs(limit=1, since=started)  # the job this run registered
     if not jobs:
         print(f"The run did not register a job; see {log}", file=sys.stderr)
         return 1

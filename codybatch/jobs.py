@@ -140,7 +140,7 @@ def sweep_jobs(
     `run_state(dag_id, run_id)` is the run's state (queued, running, success, failed) or None."""
     closed = []
     for status in UNFINISHED:
-        for job in store.list_jobs(status=status, limit=1000):
+        for job in store.iter_jobs(status=status):  # every one, page by page (keyset)
             if not (job.dag_id and job.run_id):
                 continue  # a `codybatch run` job: its own process finalizes it
             state = run_state(job.dag_id, job.run_id)

@@ -184,9 +184,8 @@ def jobs_csv(store: Store, jobs: Iterable[Job]) -> str:
 
 
 def campaign_jobs(store: Store, campaign: str, limit: int = 1000) -> list[Job]:
-    """The runs of a campaign, oldest first."""
-    jobs = [j for j in store.list_jobs(limit=limit) if j.spec.get("campaign") == campaign]
-    return sorted(jobs, key=lambda j: j.created_at)
+    """The newest `limit` runs of a campaign (the store's campaign index), oldest first."""
+    return store.campaign_jobs(campaign, limit=limit)[::-1]
 
 
 def burndown(runs: Iterable[JobResults]) -> list[dict[str, Any]]:

@@ -147,15 +147,19 @@ def save_with_retry(
         return result
 
 
-def pull_requests_to_track(
-    store: Store, limit: int = 1000
-) -> list[tuple[Job, list[RepositoryResult]]]:
-    """Per stored job (newest first), its results whose pull request is still open."""
+def pull_requests_to_track(store: Store) -> list[tuple[Job, list[RepositoryResult]]]:
+    """Per job (newest first), its results whose pull request is still open: the store's
+    PR-state index, so the sweep reads only live pull requests however many jobs there are."""
+    live: dict[str, list[RepositoryResult]] = {}
+    for state in sorted(LIVE_STATES):
+        for result in store.results_with_pr_state(state):
+            if result.pr_number:
+                live.setdefault(result.job_id, []).append(result)
     found = []
-    for job in store.list_jobs(limit=limit):
-        live = [
-            r for r in store.list_results(job.job_id) if r.pr_number and r.pr_state in LIVE_STATES
-        ]
-        if live:
-            found.append((job, live))
+    for job_id, results in live.items():
+        job = store.get_job(job_id)
+        if job is not None:  # a result outliving its job (purged meanwhile) is not tracked
+            order = {name: i for i, name in enumerate(job.repositories)}
+            results.sort(key=lambda r: order.get(r.repository, len(order)))
+            found.append((job, results))
     return found

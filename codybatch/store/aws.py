@@ -156,7 +156,7 @@ class AwsStore(Store):
         items = self._newest(JOBS_CAMPAIGN_INDEX, ("campaign", campaign), limit, before, None)
         return _page(items, 0, limit)
 
-    def campaigns(self) -> dict[str, int]:
+    def campaigns(self) -> dict[str, dict[str | None, int]]:
         found = {}
         pages = self.dynamodb.get_paginator("query").paginate(
             TableName=self.repositories_table,
@@ -167,21 +167,26 @@ class AwsStore(Store):
         for page in pages:
             for raw in page["Items"]:
                 name = raw["repositoryName"]["S"]
-                count = self._count(JOBS_CAMPAIGN_INDEX, ("campaign", name))
-                if count:  # a campaign whose jobs all expired is listed no more
-                    found[name] = count
+                counts = self._count_by_dag(name)
+                if counts:  # a campaign whose jobs all expired is listed no more
+                    found[name] = counts
         return found
 
-    def _count(self, index: str, key: tuple[str, str]) -> int:
+    def _count_by_dag(self, campaign: str) -> dict[str | None, int]:
+        """The campaign's jobs per DAG: its index, read for the DAG id only."""
+        counts: dict[str | None, int] = {}
         pages = self.dynamodb.get_paginator("query").paginate(
             TableName=self.jobs_table,
-            IndexName=index,
-            KeyConditionExpression="#k = :k",
-            ExpressionAttributeNames={"#k": key[0]},
-            ExpressionAttributeValues=_serialize({":k": key[1]}),
-            Select="COUNT",
+            IndexName=JOBS_CAMPAIGN_INDEX,
+            KeyConditionExpression="campaign = :c",
+            ProjectionExpression="dagId",
+            ExpressionAttributeValues=_serialize({":c": campaign}),
         )
-        return sum(page["Count"] for page in pages)
+        for page in pages:
+            for raw in page["Items"]:
+                dag_id = raw["dagId"]["S"] if "dagId" in raw else None
+                counts[dag_id] = counts.get(dag_id, 0) + 1
+        return counts
 
     def _newest(
         self,

@@ -103,8 +103,9 @@ class Store(ABC):
         """The jobs of a campaign, newest first, after the cursor; answered by an index."""
 
     @abstractmethod
-    def campaigns(self) -> dict[str, int]:
-        """Every campaign with stored jobs, and how many it has, by name."""
+    def campaigns(self) -> dict[str, dict[str | None, int]]:
+        """Every campaign with stored jobs: how many it has per DAG (None: jobs with no DAG
+        run), so a reader counts only the runs it may read."""
 
     def iter_jobs(
         self, status: JobStatus | None = None, campaign: str | None = None, page: int = 200

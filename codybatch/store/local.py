@@ -78,6 +78,7 @@ ADDED_COLUMNS = (
         " THEN NULLIF(json_extract(data, '$.spec.campaign'), '') END",
     ),
     ("results", "pr_state", "json_extract(data, '$.pr_state')"),
+    ("jobs", "dag_id", "json_extract(data, '$.dag_id')"),
 )
 
 # Every list query has its index, in its order (tests/store/test_local.py runs EXPLAIN QUERY
@@ -89,15 +90,19 @@ DROP INDEX IF EXISTS results_status;
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at, job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at, job_id);
 CREATE INDEX IF NOT EXISTS jobs_by_campaign ON jobs (campaign, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_campaign_dag ON jobs (campaign, dag_id);
 CREATE INDEX IF NOT EXISTS results_by_job ON results (job_id, position);
 CREATE INDEX IF NOT EXISTS results_by_pr_state ON results (pr_state);
 """
 
 JOBS_QUERY = "SELECT data FROM jobs"
-CAMPAIGNS_QUERY = "SELECT campaign, COUNT(*) FROM jobs WHERE campaign IS NOT NULL GROUP BY campaign"
+CAMPAIGNS_QUERY = (
+    "SELECT campaign, dag_id, COUNT(*) FROM jobs WHERE campaign IS NOT NULL"
+    " GROUP BY campaign, dag_id"
+)
 PR_STATE_QUERY = "SELECT data FROM results WHERE pr_state=?"
 
-JOB_COLUMNS = "job_id, status, created_at, expires_at, data, campaign"
+JOB_COLUMNS = "job_id, status, created_at, expires_at, data, campaign, dag_id"
 RESULT_COLUMNS = "job_id, repository, position, status, revision, expires_at, data, pr_state"
 
 
@@ -164,7 +169,7 @@ class LocalStore(Store):
             if row:
                 return Job.from_dict(json.loads(row[0]))
             db.execute(
-                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                 (
                     job.job_id,
                     job.status.value,
@@ -172,6 +177,7 @@ class LocalStore(Store):
                     job.expires_at.timestamp(),
                     json.dumps(job.to_dict()),
                     campaign_of(job),
+                    job.dag_id,
                 ),
             )
             for position, result in enumerate(job.pending_results()):
@@ -231,10 +237,12 @@ class LocalStore(Store):
             rows = db.execute(query, (*args, limit, offset)).fetchall()
         return [Job.from_dict(json.loads(r[0])) for r in rows]
 
-    def campaigns(self) -> dict[str, int]:
+    def campaigns(self) -> dict[str, dict[str | None, int]]:
+        found: dict[str, dict[str | None, int]] = {}
         with self._connect() as db:
-            rows = db.execute(CAMPAIGNS_QUERY).fetchall()
-        return dict(rows)
+            for campaign, dag_id, count in db.execute(CAMPAIGNS_QUERY):
+                found.setdefault(campaign, {})[dag_id] = count
+        return found
 
     def update_job(
         self, job_id: str, only_from: Iterable[JobStatus] | None = None, **fields: Any
@@ -256,8 +264,8 @@ class LocalStore(Store):
                 setattr(job, name, value)
             job.updated_at = utcnow()
             db.execute(
-                "UPDATE jobs SET status=?, data=?, campaign=? WHERE job_id=?",
-                (job.status.value, json.dumps(job.to_dict()), campaign_of(job), job_id),
+                "UPDATE jobs SET status=?, data=?, campaign=?, dag_id=? WHERE job_id=?",
+                (job.status.value, json.dumps(job.to_dict()), campaign_of(job), job.dag_id, job_id),
             )
         return job
 

@@ -204,7 +204,9 @@ def test_list_queries_use_the_indexes_and_never_scan(
 
     assert [j.job_id for j in newest + older] == ["job-5", "job-4", "job-3", "job-2"]
     assert len(pending) == 6 and [j.job_id for j in weekly] == ["job-5", "job-3", "job-1"]
-    assert campaigns == {"weekly": 3} and [(r.job_id, r.pr_number) for r in live] == [("job-1", 3)]
+    assert campaigns == {"weekly": {None: 3}} and [(r.job_id, r.pr_number) for r in live] == [
+        ("job-1", 3)
+    ]
     assert [name for name, _ in calls if name != "Query"] == []  # no Scan, no GetItem loop
     indexes = {params.get("IndexName") for _, params in calls}
     assert indexes == {
@@ -250,7 +252,7 @@ def test_tables_from_before_the_indexes_get_them_and_migrate_backfills(
     assert [j.job_id for j in store.campaign_jobs("weekly")] == ["job-new"]
     assert store.migrate() == 1
     assert [j.job_id for j in store.campaign_jobs("weekly")] == ["job-new", "job-old"]
-    assert store.campaigns() == {"weekly": 2}
+    assert store.campaigns() == {"weekly": {None: 2}}
     assert store.get_job("job-old") == old
     assert store.migrate() == 0  # once only
 

@@ -199,15 +199,21 @@ def test_campaign_jobs_newest_first_with_a_cursor_and_counts(store: Store) -> No
         spec = {"campaign": campaign} if campaign else {}
         store.create_job(make_job(f"job-{i}", created_at=T0 + timedelta(hours=i), **spec))
     store.create_job(make_job("job-blank", campaign=""))  # not a campaign's job
-    store.update_job("job-3", status=JobStatus.COMPLETED)
+    store.update_job("job-3", status=JobStatus.COMPLETED, dag_id="codybatch_job")
+    ran = make_job("job-ran", created_at=T0 - timedelta(days=1), campaign="daily")
+    ran.dag_id = "codybatch_campaign__daily"
+    store.create_job(ran)
 
     assert ids(store.campaign_jobs("weekly")) == ["job-3", "job-0"]
     assert ids(store.campaign_jobs("daily", limit=1)) == ["job-4"]
     newest = store.campaign_jobs("daily", limit=1)[0]
-    assert ids(store.campaign_jobs("daily", before=JobCursor.of(newest))) == ["job-1"]
+    assert ids(store.campaign_jobs("daily", before=JobCursor.of(newest))) == ["job-1", "job-ran"]
     assert store.campaign_jobs("missing") == []
     assert ids(store.iter_jobs(campaign="weekly", page=1)) == ["job-3", "job-0"]
-    assert store.campaigns() == {"weekly": 2, "daily": 2}
+    assert store.campaigns() == {
+        "weekly": {"codybatch_job": 1, None: 1},
+        "daily": {None: 2, "codybatch_campaign__daily": 1},
+    }
     with pytest.raises(ValueError, match="not both"):
         next(store.iter_jobs(JobStatus.PENDING, campaign="weekly"))
 

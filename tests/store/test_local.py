@@ -433,6 +433,7 @@ def old_database(home: Path) -> None:
         job = job_at(f"job-{i}", T0 + timedelta(hours=i))
         if campaign is not None:
             job.spec["campaign"] = campaign
+        job.dag_id = "codybatch_job" if i == 2 else None
         row = (job.job_id, "PENDING", job.created_at.timestamp(), job.expires_at.timestamp())
         db.execute("INSERT INTO jobs VALUES (?,?,?,?,?)", (*row, json.dumps(job.to_dict())))
         for position, result in enumerate(job.pending_results()):
@@ -457,7 +458,7 @@ def test_an_old_database_gets_the_new_columns_and_indexes_on_open(home: Path) ->
     old_database(home)
     store = LocalStore(home)
     assert [j.job_id for j in store.campaign_jobs("weekly")] == ["job-2", "job-0"]
-    assert store.campaigns() == {"weekly": 2}
+    assert store.campaigns() == {"weekly": {"codybatch_job": 1, None: 1}}
     assert [r.job_id for r in store.results_with_pr_state("open")] == [
         f"job-{i}" for i in (3, 2, 1, 0)
     ]
@@ -467,15 +468,17 @@ def test_an_old_database_gets_the_new_columns_and_indexes_on_open(home: Path) ->
     db.close()
     assert {"jobs_by_status", "jobs_by_campaign", "results_by_pr_state"} <= indexes
     assert not {"jobs_status_created", "jobs_created"} & indexes  # superseded, dropped
-    assert store.migrate() == 0 and LocalStore(home).campaigns() == {"weekly": 2}  # once only
+    assert store.migrate() == 0 and LocalStore(home).campaigns() == {
+        "weekly": {"codybatch_job": 1, None: 1}
+    }
 
 
 def test_opening_an_old_database_from_several_processes_migrates_it_once(home: Path) -> None:
     old_database(home)
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         counts = pool.map(_open_and_count, [str(home)] * 4)
-    assert counts == [{"weekly": 2}] * 4
+    assert counts == [{"weekly": {"codybatch_job": 1, None: 1}}] * 4
 
 
-def _open_and_count(home: str) -> dict[str, int]:
+def _open_and_count(home: str) -> dict[str, dict[str | None, int]]:
     return LocalStore(Path(home)).campaigns()

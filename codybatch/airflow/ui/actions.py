@@ -26,13 +26,15 @@ from codybatch.redact import redact, redact_text
 from codybatch.reports import result_counts
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec, parse_repository, repository_allowed
-from codybatch.store import Store, open_store
+from codybatch.store import JobCursor, Store, open_store
 from codybatch.text import scrub
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
+MAX_BATCH = 1000  # jobs read at once while looking for visible ones
+RECENT_JOBS = 50  # recent jobs whose local repositories the New job form offers
 
 
 class ActionError(Exception):
@@ -93,24 +95,24 @@ def visible_jobs(
 ) -> list[Job]:
     """Up to `count` jobs, newest first, that `visible` keeps, after the first `skip` of them.
 
-    Offsets count visible jobs only, so pages stay full whatever a user may not see. Batches
-    double: the AWS store re-reads from the newest job on each call, so reads stay ~2x.
+    Offsets count visible jobs only, so pages stay full whatever a user may not see. Each
+    batch goes on from where the last stopped (a keyset cursor: no job read twice, none
+    skipped when one is created meanwhile) and doubles, up to MAX_BATCH.
     """
     out: list[Job] = []
-    ids: set[str] = set()  # a job created between two batches shifts the next one
-    offset = 0
+    seen = 0
+    before: JobCursor | None = None
     batch = skip + count
     while len(out) < count:
-        jobs = the_store.list_jobs(status=status, limit=batch, offset=offset)
+        jobs = the_store.list_jobs(status=status, limit=batch, before=before)
         for job in visible(jobs):
-            if job.job_id not in ids:
-                ids.add(job.job_id)
-                if len(ids) > skip:
-                    out.append(job)
+            seen += 1
+            if seen > skip:
+                out.append(job)
         if len(jobs) < batch:
             break
-        offset += len(jobs)
-        batch *= 2
+        before = JobCursor.of(jobs[-1])
+        batch = min(batch * 2, MAX_BATCH)
     return out[:count]
 
 
@@ -342,7 +344,7 @@ def repositories(config: Settings, the_store: Store, *, visible: JobFilter) -> d
             found.add(parse_repository(pattern).key)
         except ValueError:
             continue
-    for job in visible(the_store.list_jobs(limit=50)):
+    for job in visible_jobs(the_store, None, visible, RECENT_JOBS):
         for key in job.repositories:
             try:
                 repo = parse_repository(key)

@@ -16,6 +16,7 @@ from codybatch.airflow.campaigns import (
     campaigns_dir,
     load_campaign,
 )
+from codybatch.airflow.dag import JOB_DAG_ID
 from codybatch.airflow.ui.actions import ActionError, safe, safe_text
 from codybatch.airflow.ui.auth import JobReader
 from codybatch.fleet_records import ErrorClass, FleetCounts, FleetEntry, FleetStatus
@@ -26,8 +27,9 @@ from codybatch.store import Store
 
 log = logging.getLogger(__name__)
 
-# Jobs scanned for campaign runs, newest first (the store keeps 30 days anyway).
-SCAN_LIMIT = 1000
+# Runs of a campaign from before fleets read for its burndown, newest first (the store keeps
+# 30 days of jobs anyway).
+RUNS_LIMIT = 1000
 
 
 @dataclass
@@ -113,26 +115,36 @@ def _paused(infos: list[CampaignInfo]) -> None:
 
 def list_campaigns(config: Settings, store: Store, reader: JobReader) -> list[CampaignInfo]:
     """Every campaign file (invalid ones with their error), then campaigns known only by runs;
-    only campaigns, and runs, of DAGs whose runs the reader may read."""
-    runs: dict[str, list[Job]] = {}
-    for job in reader.jobs(store.list_jobs(limit=SCAN_LIMIT)):  # newest first
-        name = job.spec.get("campaign")
-        if isinstance(name, str) and name:
-            runs.setdefault(name, []).append(job)
+    only campaigns, and runs, of DAGs whose runs the reader may read. The store answers by
+    its campaign index: a count and the newest job per campaign, never a list of all jobs."""
+    by_dag = store.campaigns()
+    dags = reader.readable_dags(dag or JOB_DAG_ID for c in by_dag.values() for dag in c)
+    runs = {
+        name: sum(n for dag, n in counts.items() if (dag or JOB_DAG_ID) in dags)
+        for name, counts in by_dag.items()
+    }
     infos = {}
     for path in campaign_files(campaigns_dir(config)):
         info = _from_file(path, config)
         infos.setdefault(info.name, info)
-    for name in runs:
-        infos.setdefault(name, CampaignInfo(name))
-    for info in infos.values():
-        found = runs.get(info.name, [])
-        info.runs = len(found)
-        info.latest = found[0] if found else None
+    for name in sorted(runs):
+        if runs[name]:
+            infos.setdefault(name, CampaignInfo(name))
     readable = reader.readable_dags(i.dag_id for i in infos.values())
     out = [i for i in infos.values() if i.dag_id in readable]
+    for info in out:
+        info.runs = runs.get(info.name, 0)
+        info.latest = _newest_readable(store, info.name, reader) if info.runs else None
     _paused(out)
     return out
+
+
+def _newest_readable(store: Store, name: str, reader: JobReader) -> Job | None:
+    """The campaign's newest job the reader may read (most often its newest job)."""
+    for job in store.iter_jobs(campaign=name, page=5):
+        if reader.jobs([job]):
+            return job
+    return None
 
 
 def get_campaign(
@@ -145,7 +157,7 @@ def get_campaign(
     files = campaign_files(campaigns_dir(config))
     info = next((_from_file(p, config) for p in files if campaign_name(p) == name), None)
     history = fleet.burndown(store, name)
-    jobs = [] if history else reader.jobs(campaign_jobs(store, name, limit=SCAN_LIMIT))
+    jobs = [] if history else reader.jobs(campaign_jobs(store, name, limit=RUNS_LIMIT))
     if info is None and not jobs and not history:
         raise ActionError(f"campaign {name} not found: no campaign file and no runs", 404)
     info = info or CampaignInfo(name)
