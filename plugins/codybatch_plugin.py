@@ -6,8 +6,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from codybatch.airflow.runend import RunEndListener
 from codybatch.airflow.ui import create_app
-
-PREFIX = "/codybatch"
+from codybatch.airflow.ui.urls import MOUNT as PREFIX  # the pages build their URLs from it
 
 
 class CodyBatchPlugin(AirflowPlugin):

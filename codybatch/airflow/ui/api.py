@@ -20,6 +20,7 @@ from codybatch.airflow.ui.auth import (
     readable_job,
     require_run_permission,
 )
+from codybatch.airflow.ui.urls import app_url
 from codybatch.records import Job
 from codybatch.settings import Settings
 from codybatch.spec import SpecError
@@ -196,13 +197,12 @@ def create_job(request: Request, user: ApiUser, body: Annotated[Any, Body()]) ->
         created = actions.create_job(body, user.get_name(), config, actions.store(config))
     except SpecError as exc:
         raise ActionError("invalid job", 400, exc.as_dict()) from None
-    root = request.scope.get("root_path", "").rstrip("/")
     return CreatedJob(
         job_id=created.job.job_id,
         dag_id=actions.JOB_DAG_ID,
         run_id=created.run_id,
         status=created.job.status.value,
-        url=f"{root}/jobs/{created.job.job_id}",
+        url=app_url(f"/jobs/{created.job.job_id}"),
         warnings=created.warnings,
     )
 

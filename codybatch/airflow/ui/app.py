@@ -13,10 +13,12 @@ from starlette.exceptions import HTTPException
 
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import ApiUser, LoginRequired, PageUser, login_url
-from codybatch.airflow.ui.headers import add_security_headers
+from codybatch.airflow.ui.headers import add_security_headers, docs_policy
+from codybatch.airflow.ui.urls import app_url
 
 HERE = Path(__file__).resolve().parent
 API_PREFIX = "/api/v1"
+SWAGGER_STATIC = "/static/swagger-ui"
 
 DESCRIPTION = """
 Jobs of Cody Batch: one change applied to up to five repositories, each job a run of the
@@ -39,6 +41,30 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return out
 
 
+def _swagger_ui_dir() -> Path | None:
+    """Swagger UI's files from the swagger-ui-bundle package, or None when it is missing."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return None
+    return Path(str(swagger_ui_path))
+
+
+def docs_page() -> HTMLResponse:
+    """FastAPI's Swagger UI page with every asset served by this app (no CDN)."""
+    assets = app_url(SWAGGER_STATIC)
+    page = get_swagger_ui_html(
+        openapi_url=app_url("/openapi.json"),
+        title="Cody Batch API",
+        swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+        swagger_css_url=f"{assets}/swagger-ui.css",
+        swagger_favicon_url=f"{assets}/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge from validator.swagger.io
+    )
+    page.headers["Content-Security-Policy"] = docs_policy(page.body.decode())
+    return page
+
+
 def create_app() -> FastAPI:
     """The app: JSON API under /api/v1, pages at the root, OpenAPI at /openapi.json."""
     from codybatch.airflow.ui import api, lifecycleapi, lifecyclepages, pages
@@ -55,6 +81,9 @@ def create_app() -> FastAPI:
     app.include_router(lifecycleapi.router, prefix=API_PREFIX)
     app.include_router(pages.router)
     app.include_router(lifecyclepages.router)
+    swagger = _swagger_ui_dir()
+    if swagger is not None:  # before /static, which would otherwise answer for it
+        app.mount(SWAGGER_STATIC, StaticFiles(directory=swagger), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     add_security_headers(app)
 
@@ -63,9 +92,10 @@ def create_app() -> FastAPI:
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False)
-    def docs(request: Request, user: PageUser) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        return get_swagger_ui_html(openapi_url=f"{root}/openapi.json", title="Cody Batch API")
+    def docs(user: PageUser) -> HTMLResponse:
+        if swagger is None:
+            raise HTTPException(503, "Swagger UI is not installed: pip install -r requirements.txt")
+        return docs_page()
 
     @app.exception_handler(LoginRequired)
     async def to_login(request: Request, exc: LoginRequired) -> Response:

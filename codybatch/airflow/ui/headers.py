@@ -1,21 +1,23 @@
 """Security headers on every response of the plugin app.
 
 The pages load only their own stylesheet and script (no inline script or handler), plus the
-one inline `<style>` of the diff highlighting, allowed by its hash. They are shown inside
-the Airflow UI's iframe (same origin), so framing is allowed for Airflow's own origin only.
+one inline `<style>` of the diff highlighting, allowed by its hash. The Swagger page loads
+Swagger UI from this app too, and its one inline start-up script is allowed by its hash.
+They are shown inside the Airflow UI's iframe (same origin), so framing is allowed for
+Airflow's own origin only.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 
-# FastAPI's Swagger page loads swagger-ui from its CDN and starts it with an inline script.
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 
 def _hash(text: str) -> str:
@@ -30,23 +32,19 @@ def _airflow_origin() -> str:
     return f"{url.scheme}://{url.netloc}" if url.scheme and url.netloc else ""
 
 
-def content_security_policy(docs: bool = False) -> str:
-    """The CSP of the pages (or, with docs, of the Swagger page)."""
+def content_security_policy(scripts: str = "'self'", styles: str | None = None) -> str:
+    """The CSP of the pages (the Swagger page passes its own scripts and styles)."""
     from codybatch.airflow.ui import diffview
 
     ancestors = " ".join(filter(None, ["'self'", _airflow_origin()]))
-    if docs:
-        scripts = f"'self' 'unsafe-inline' {SWAGGER_CDN}"
-        styles = f"'self' {SWAGGER_CDN}"
-    else:
-        scripts = "'self'"
+    if styles is None:
         styles = f"'self' {_hash(diffview.stylesheet())}"
     return "; ".join(
         [
             "default-src 'none'",
             f"script-src {scripts}",
             f"style-src {styles}",
-            "img-src 'self' data: https://fastapi.tiangolo.com" if docs else "img-src 'self' data:",
+            "img-src 'self' data:",
             "connect-src 'self'",
             "form-action 'self'",
             "base-uri 'none'",
@@ -55,9 +53,15 @@ def content_security_policy(docs: bool = False) -> str:
     )
 
 
+def docs_policy(html: str) -> str:
+    """The CSP of the Swagger page: its assets from this app, its inline scripts by hash."""
+    hashes = " ".join(_hash(script) for script in INLINE_SCRIPT.findall(html))
+    return content_security_policy(f"'self' {hashes}", "'self'")
+
+
 def add_security_headers(app: FastAPI) -> None:
     """Send the CSP, nosniff and framing rules on every response; never cache non-static ones."""
-    policies = {False: content_security_policy(), True: content_security_policy(docs=True)}
+    policy = content_security_policy()
 
     @app.middleware("http")
     async def security_headers(
@@ -66,7 +70,7 @@ def add_security_headers(app: FastAPI) -> None:
         response = await call_next(request)
         path = request.url.path
         headers = response.headers
-        headers["Content-Security-Policy"] = policies[path.endswith("/docs")]
+        headers.setdefault("Content-Security-Policy", policy)  # the Swagger page sets its own
         headers["X-Content-Type-Options"] = "nosniff"
         headers["X-Frame-Options"] = "SAMEORIGIN"
         headers["Referrer-Policy"] = "same-origin"

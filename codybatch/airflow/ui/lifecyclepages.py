@@ -21,13 +21,14 @@ from codybatch.airflow.ui.auth import (
 )
 from codybatch.airflow.ui.campaignview import DAG_PREFIX
 from codybatch.airflow.ui.pages import render
+from codybatch.airflow.ui.urls import app_url
 from codybatch.records import FixRound, Job, RepositoryResult
 
 router = APIRouter(include_in_schema=False)
 
 
 def _root(request: Request) -> str:
-    return request.scope.get("root_path", "").rstrip("/")
+    return app_url()
 
 
 @router.post("/jobs/{job_id}/approval")

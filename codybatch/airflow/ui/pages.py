@@ -21,6 +21,7 @@ from codybatch.airflow.ui import (
     progressview,
     prview,
     threadview,
+    urls,
 )
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import (
@@ -35,7 +36,6 @@ from codybatch.airflow.ui.auth import (
     readable_job,
     require_run_permission,
 )
-from codybatch.airflow.ui.urls import airflow_root
 from codybatch.jobtypes import job_types
 from codybatch.records import FINISHED_JOB_STATUSES, Job, JobStatus, job_id_for_run
 from codybatch.reports import result_counts
@@ -53,6 +53,8 @@ _env = jinja2.Environment(
 _env.globals["line_html"] = diffview.line_html
 _env.globals["pull_request_view"] = prview.pull_request_view
 _env.globals["job_statuses"] = [s.value for s in JobStatus]
+_env.globals["dag_url"] = urls.dag_url
+_env.globals["dag_run_url"] = urls.dag_run_url
 _env.filters["q"] = lambda value: quote(str(value), safe="")
 _env.filters["web_url"] = lambda url: url if str(url).startswith(("https://", "http://")) else "#"
 
@@ -82,10 +84,7 @@ _env.filters["day"] = lambda dt: dt.strftime("%Y-%m-%d") if dt else "-"
 
 
 def render(request: Request, template: str, http_status: int = 200, **context: Any) -> HTMLResponse:
-    root = request.scope.get("root_path", "").rstrip("/")
-    html = _env.get_template(template).render(
-        root=root, airflow_root=airflow_root(), csrf_field=CSRF_FIELD, **context
-    )
+    html = _env.get_template(template).render(root=urls.app_url(), csrf_field=CSRF_FIELD, **context)
     # A stored row may hold any text (a lone surrogate): the page still renders for everyone.
     return HTMLResponse(scrub(html), status_code=http_status)
 
@@ -149,9 +148,7 @@ def _job_context(user: Any, job: Job) -> dict[str, Any]:
         "finished": finished,
         "can_cancel": not finished and may_change,
         "publishable": {r.repository for r in results if may_change and actions.can_publish(r)},
-        "progress_view": lambda r: progressview.progress_view(
-            r, job, airflow_root(), config.aws_region
-        ),
+        "progress_view": lambda r: progressview.progress_view(r, job, config.aws_region),
         **lifecycle.page_context(user, job, results, may_change),
     }
 
@@ -239,8 +236,7 @@ async def create_job_page(request: Request, user: PageUser) -> Response:
         return _new_form(request, user, values, exc.as_dict(), status=400)
     except ActionError as exc:
         return _new_form(request, user, values, [{"field": "job", "message": str(exc)}], 400)
-    root = request.scope.get("root_path", "").rstrip("/")
-    return RedirectResponse(f"{root}/jobs/{created.job.job_id}", status_code=303)
+    return RedirectResponse(urls.app_url(f"/jobs/{created.job.job_id}"), status_code=303)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -260,8 +256,7 @@ async def cancel_page(job_id: str, request: Request, user: PageUser) -> Response
     job = readable_job(job_id, user)
     require_run_permission(user, job_dag_id(job), "PUT")
     actions.cancel(job_id, actions.store(actions.settings()))
-    root = request.scope.get("root_path", "").rstrip("/")
-    return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
+    return RedirectResponse(urls.app_url(f"/jobs/{job_id}"), status_code=303)
 
 
 @router.post("/jobs/{job_id}/publish/{repository:path}")
@@ -271,8 +266,7 @@ async def publish_page(job_id: str, repository: str, request: Request, user: Pag
     require_run_permission(user, job_dag_id(job), "POST")
     config = actions.settings()
     actions.publish(job, repository, config, actions.store(config))
-    root = request.scope.get("root_path", "").rstrip("/")
-    return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
+    return RedirectResponse(urls.app_url(f"/jobs/{job_id}"), status_code=303)
 
 
 @router.get("/jobs/{job_id}/diff/{repository:path}", response_class=HTMLResponse)
@@ -353,8 +347,7 @@ async def retry_page(name: str, request: Request, user: PageUser) -> Response:
         not repository,
         user.get_name(),
     )
-    root = request.scope.get("root_path", "").rstrip("/")
-    return RedirectResponse(f"{root}/campaigns/{quote(name, safe='')}", status_code=303)
+    return RedirectResponse(urls.app_url(f"/campaigns/{quote(name, safe='')}"), status_code=303)
 
 
 @router.get("/campaigns/{name:path}", response_class=HTMLResponse)
@@ -404,8 +397,7 @@ def run_page(dag_id: str, run_id: str, request: Request, user: PageUser) -> Resp
     job_id = job_id_for_run(dag_id, run_id)
     job = actions.store(actions.settings()).get_job(job_id)
     if job is not None:  # the job page checks its own DAG
-        root = request.scope.get("root_path", "").rstrip("/")
-        return RedirectResponse(f"{root}/jobs/{job_id}", status_code=303)
+        return RedirectResponse(urls.app_url(f"/jobs/{job_id}"), status_code=303)
     from codybatch.airflow.ui.runs import run_state
 
     state = run_state(dag_id, run_id)

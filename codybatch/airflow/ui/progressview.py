@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
 
+from codybatch.airflow.ui.urls import task_url
 from codybatch.records import Job, Phase, RepositoryResult, RepositoryStatus, Usage, utcnow
 
 PHASES = {
@@ -47,15 +48,12 @@ def elapsed(start: datetime | None, end: datetime | None = None) -> str | None:
     return f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def task_log_url(airflow_root: str, job: Job, result: RepositoryResult) -> str | None:
+def task_log_url(job: Job, result: RepositoryResult) -> str | None:
     """The Airflow UI page (logs) of the repository's mapped `process` task."""
     if not (job.dag_id and job.run_id) or result.repository not in job.repositories:
         return None
     index = job.repositories.index(result.repository)
-    return (
-        f"{airflow_root}/dags/{quote(job.dag_id, safe='')}/runs/{quote(job.run_id, safe='')}"
-        f"/tasks/{PROCESS_TASK}/mapped/{index}"
-    )
+    return task_url(job.dag_id, job.run_id, PROCESS_TASK, index)
 
 
 def batch_log_url(region: str, result: RepositoryResult) -> str | None:
@@ -69,9 +67,7 @@ def batch_log_url(region: str, result: RepositoryResult) -> str | None:
     )
 
 
-def progress_view(
-    result: RepositoryResult, job: Job, airflow_root: str, region: str
-) -> ProgressView:
+def progress_view(result: RepositoryResult, job: Job, region: str) -> ProgressView:
     p = result.progress
     running = result.status == RepositoryStatus.RUNNING
     phase = PHASES.get(p.phase, str(p.phase))
@@ -87,6 +83,6 @@ def progress_view(
         turn=p.turn,
         usage=p.usage if running else result.usage,
         last_tool=p.last_tool,
-        task_log_url=task_log_url(airflow_root, job, result),
+        task_log_url=task_log_url(job, result),
         batch_log_url=batch_log_url(region, result),
     )
