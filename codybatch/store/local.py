@@ -93,6 +93,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_campaign ON jobs (campaign, created_at, job_i
 CREATE INDEX IF NOT EXISTS jobs_by_campaign_dag ON jobs (campaign, dag_id);
 CREATE INDEX IF NOT EXISTS results_by_job ON results (job_id, position);
 CREATE INDEX IF NOT EXISTS results_by_pr_state ON results (pr_state);
+CREATE INDEX IF NOT EXISTS jobs_by_expiry ON jobs (expires_at);
+CREATE INDEX IF NOT EXISTS results_by_expiry ON results (expires_at);
 """
 
 JOBS_QUERY = "SELECT data FROM jobs"

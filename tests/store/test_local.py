@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from codybatch.fleet_records import ErrorClass, FleetStatus
 from codybatch.records import (
     CommandRun,
     Job,
@@ -398,8 +399,12 @@ def test_every_list_query_is_answered_by_an_index(home: Path) -> None:
     store.results_with_pr_state("open")
     store.list_results("job-01", RepositoryStatus.PENDING)
     store.fleet_page("weekly", after="a")
+    store.fleet_page("weekly", status=FleetStatus.FAILED, after="a")
+    store.fleet_page("weekly", error_class=ErrorClass.CLONE_FAILED)
+    store.fleet_page("weekly", members_only=True)
+    store.purge_expired(T0)
     queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    assert len(queries) >= 11
+    assert len(queries) >= 16
 
     db = sqlite3.connect(store.path)
     try:

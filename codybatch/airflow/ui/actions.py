@@ -70,6 +70,12 @@ class JobPage:
     has_more: bool
     status: JobStatus | None = None
     results: dict[str, list[RepositoryResult]] = field(default_factory=dict)
+    cursor: str | None = None  # the page started after this job (keyset pagination)
+
+    @property
+    def next_cursor(self) -> str | None:
+        """Where the next page starts: pass it back as `cursor` (no offset re-reading)."""
+        return str(JobCursor.of(self.jobs[-1])) if self.has_more and self.jobs else None
 
 
 def parse_status(raw: str | None) -> JobStatus | None:
@@ -90,8 +96,23 @@ def parse_status(raw: str | None) -> JobStatus | None:
 JobFilter = Callable[[list[Job]], list[Job]]
 
 
+def parse_cursor(raw: str | None) -> JobCursor | None:
+    """A jobs page cursor from a query string (a page's next_cursor); a bad one is a 400."""
+    if not raw:
+        return None
+    try:
+        return JobCursor.parse(raw)
+    except ValueError as exc:
+        raise ActionError(str(exc), 400, [{"field": "cursor", "message": str(exc)}]) from None
+
+
 def visible_jobs(
-    the_store: Store, status: JobStatus | None, visible: JobFilter, count: int, skip: int = 0
+    the_store: Store,
+    status: JobStatus | None,
+    visible: JobFilter,
+    count: int,
+    skip: int = 0,
+    before: JobCursor | None = None,
 ) -> list[Job]:
     """Up to `count` jobs, newest first, that `visible` keeps, after the first `skip` of them.
 
@@ -101,7 +122,6 @@ def visible_jobs(
     """
     out: list[Job] = []
     seen = 0
-    before: JobCursor | None = None
     batch = skip + count
     while len(out) < count:
         jobs = the_store.list_jobs(status=status, limit=batch, before=before)
@@ -123,16 +143,19 @@ def list_jobs(
     offset: int = 0,
     *,
     visible: JobFilter,
+    cursor: str | None = None,
 ) -> JobPage:
-    """One page of the jobs `visible` keeps, newest first, with the counts of their results."""
+    """One page of the jobs `visible` keeps, newest first, with the counts of their results:
+    `offset` jobs in, or after `cursor` (a page's next_cursor, which reads no earlier page)."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     offset = max(0, offset)
-    jobs = visible_jobs(the_store, status, visible, limit + 1, offset)
+    before = parse_cursor(cursor)
+    jobs = visible_jobs(the_store, status, visible, limit + 1, offset, before)
     has_more = len(jobs) > limit
     jobs = jobs[:limit]
     results = {j.job_id: the_store.list_results(j.job_id) for j in jobs}
     counts = {job_id: result_counts(found) for job_id, found in results.items()}
-    return JobPage(jobs, counts, limit, offset, has_more, status, results)
+    return JobPage(jobs, counts, limit, offset, has_more, status, results, cursor or None)
 
 
 def get_job(the_store: Store, job_id: str) -> Job:

@@ -124,6 +124,9 @@ def list_jobs(
     status: Annotated[str | None, Query(description="PENDING, RUNNING, COMPLETED, ...")] = None,
     limit: Annotated[int, Query(ge=1, le=actions.MAX_PAGE_SIZE)] = actions.PAGE_SIZE,
     offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[
+        str | None, Query(description="a page's next_cursor: the page after it (keyset)")
+    ] = None,
     format: Format = "json",
 ) -> Any:
     config = actions.settings()
@@ -133,6 +136,7 @@ def list_jobs(
         limit,
         offset,
         visible=JobReader(user).jobs,
+        cursor=cursor,
     )
     if format == "csv":
         name = "codybatch-jobs" + (f"-{page.status.value.lower()}" if page.status else "")
@@ -148,6 +152,8 @@ def list_jobs(
         "limit": page.limit,
         "offset": page.offset,
         "next_offset": page.offset + page.limit if page.has_more else None,
+        "cursor": page.cursor,
+        "next_cursor": page.next_cursor,
     }
 
 

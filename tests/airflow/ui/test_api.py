@@ -108,6 +108,13 @@ def test_jobs_newest_first_filtered_and_paginated(admin, store) -> None:
     rest = admin.get(f"{API}/jobs", params={"limit": 2, "offset": 2}).json()
     assert [j["job_id"] for j in rest["jobs"]] == [first.job_id]
     assert rest["next_offset"] is None
+    after = admin.get(f"{API}/jobs", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    assert [j["job_id"] for j in after["jobs"]] == [first.job_id]
+    assert (after["cursor"], after["next_cursor"]) == (page["next_cursor"], None)
+    newer = seed_job(store, name="fourth", created_at=now + timedelta(hours=1))
+    again = admin.get(f"{API}/jobs", params={"limit": 1, "cursor": page["next_cursor"]}).json()
+    assert [j["job_id"] for j in again["jobs"]] == [first.job_id]  # a new job shifts nothing
+    assert newer.job_id in {j["job_id"] for j in admin.get(f"{API}/jobs").json()["jobs"]}
 
     running = admin.get(f"{API}/jobs", params={"status": "running"}).json()["jobs"]
     assert [j["job_id"] for j in running] == [second.job_id]
@@ -120,6 +127,9 @@ def test_jobs_bad_query_is_400_with_field_errors(admin) -> None:
     response = admin.get(f"{API}/jobs", params={"limit": "many"})
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "limit"
+    response = admin.get(f"{API}/jobs", params={"cursor": "page-2"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "cursor"
 
 
 def test_unknown_job_is_404(admin) -> None:
