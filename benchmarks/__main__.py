@@ -19,6 +19,7 @@ MODULES = (
     "airflow_bench",
     "load_bench",
     "fleet_bench",
+    "store_bench",
 )
 
 
