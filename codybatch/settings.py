@@ -126,6 +126,7 @@ class Settings:
     repositories_table: str = "codybatch-repositories"
     bucket: str = "codybatch-results"
     aws_region: str = "us-east-1"
+    aws_conn_id: str = "aws_default"  # where Airflow runs: the connection every AWS call uses
     batch_job_queue: str = "codybatch-queue"
     batch_job_definition: str = "codybatch-worker"
     batch_deferrable: bool = True  # BatchOperator waits in the triggerer (needs aiobotocore)
@@ -188,6 +189,7 @@ class Settings:
             ),
             bucket=_first(env, "CODYBATCH_BUCKET", "S3_BUCKET", default="codybatch-results"),
             aws_region=_first(env, "AWS_REGION", "AWS_DEFAULT_REGION", default="us-east-1"),
+            aws_conn_id=_first(env, "CODYBATCH_AWS_CONN_ID", default="aws_default"),
             batch_job_queue=_first(env, "CODYBATCH_BATCH_JOB_QUEUE", default="codybatch-queue"),
             batch_job_definition=_first(
                 env, "CODYBATCH_BATCH_JOB_DEFINITION", default="codybatch-worker"

@@ -28,8 +28,8 @@ def request_approval(items: list[dict[str, str]] | None = None) -> list[dict[str
     """One approval request when the job reviews before publishing and something changed."""
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from codybatch.airflow.aws import open_store
     from codybatch.approval import PUBLISH_NONE, request, reviewable
-    from codybatch.store import open_store
 
     if not items:
         raise AirflowSkipException("no job was registered: nothing to approve")
@@ -67,8 +67,8 @@ def publish_approved(
     answers: list[dict[str, Any]] | None, items: list[dict[str, str]] | None = None
 ) -> list[str]:
     """Publish the chosen repositories from their stored patches; record each decision."""
+    from codybatch.airflow.aws import open_store
     from codybatch.approval import decide
-    from codybatch.store import open_store
 
     if not items or not answers:
         return []

@@ -68,6 +68,7 @@ def batch_process(items: Any, settings: Settings) -> Any:
         task_id="process",
         job_queue=settings.batch_job_queue,
         job_definition=settings.batch_job_definition,
+        aws_conn_id=settings.aws_conn_id,
         region_name=settings.aws_region,
         deferrable=deferrable,
         awslogs_enabled=True,
@@ -82,7 +83,8 @@ def batch_process(items: Any, settings: Settings) -> Any:
 
 def terminate_batch_jobs(job_id: str, settings: Settings, reason: str | None = None) -> list[str]:
     """Terminate the job's queued or running Batch jobs; return their Batch job ids."""
-    client = BatchClientHook(region_name=settings.aws_region).client
+    hook = BatchClientHook(aws_conn_id=settings.aws_conn_id, region_name=settings.aws_region)
+    client = hook.client
     reason = reason or f"Cody Batch job {job_id} ended (run finished, failed or cancelled)"
     stopped = []
     pages = client.get_paginator("list_jobs").paginate(

@@ -103,8 +103,8 @@ def record_refused(
 ) -> None:
     """A run refused by validate is still a job: FAILED, with its field errors, so the jobs
     list, its Results tab and `codybatch jobs` show why."""
+    from codybatch.airflow.aws import open_store
     from codybatch.jobs import record_refused_job
-    from codybatch.store import open_store
 
     store = open_store(settings)
     record_refused_job(store, conf, errors, job_id_for_run(dag_id, run_id), dag_id, run_id)
@@ -137,8 +137,8 @@ def validate() -> dict[str, Any]:
 
 def _launched_by_campaign(data: dict[str, Any], run_id: str, settings: Settings) -> bool:
     """A campaign's launcher recorded this very run for these repositories in the store."""
+    from codybatch.airflow.aws import open_store
     from codybatch.fleet import launched_by_campaign
-    from codybatch.store import open_store
 
     campaign, repositories = data.get("campaign"), data.get("repositories")
     if not isinstance(campaign, str) or not isinstance(repositories, list):
@@ -152,9 +152,9 @@ def _launched_by_campaign(data: dict[str, Any], run_id: str, settings: Settings)
 @task(retries=2)
 def register(spec: dict[str, Any]) -> list[dict[str, str]]:
     """Write the job and its PENDING results; the id derives from the run, so retries agree."""
+    from codybatch.airflow.aws import open_store
     from codybatch.jobs import register_job
     from codybatch.spec import JobSpec
-    from codybatch.store import open_store
 
     context = get_current_context()
     dag_id, run_id = context["dag"].dag_id, context["dag_run"].run_id
@@ -204,8 +204,8 @@ def _process_local(job_id: str, repository: str) -> str:
 @task(trigger_rule="all_done", **INFRA_RETRIES)
 def finalize(items: list[dict[str, str]] | None = None) -> str:
     """Sum the results into the job status; the run fails if any repository failed."""
+    from codybatch.airflow.aws import open_store
     from codybatch.jobs import finalize_job
-    from codybatch.store import open_store
 
     context = get_current_context()
     job_id = job_id_for_run(context["dag"].dag_id, context["dag_run"].run_id)

@@ -55,7 +55,7 @@ def _campaign(file_name: str, settings: Settings) -> Campaign:
 @task
 def resolve(file_name: str) -> dict[str, Any]:
     """This run's targets, the fleet synced to them, launched jobs' latest results read."""
-    from codybatch.store import open_store
+    from codybatch.airflow.aws import open_store
 
     settings = Settings.from_env()
     campaign = _campaign(file_name, settings)
@@ -96,7 +96,7 @@ def _settle_lost_runs(store: Any, campaign: str, entries: list[FleetEntry]) -> N
 @task
 def plan(file_name: str, resolved: dict[str, Any]) -> list[dict[str, Any]]:
     """Jobs of at most five repositories that still need work (skipped ones are not cloned)."""
-    from codybatch.store import open_store
+    from codybatch.airflow.aws import open_store
 
     settings = Settings.from_env()
     campaign = _campaign(file_name, settings)
@@ -169,7 +169,7 @@ class LaunchJob(TriggerDagRunOperator):
         self.job = job
 
     def execute(self, context: Any) -> Any:
-        from codybatch.store import open_store
+        from codybatch.airflow.aws import open_store
 
         settings = Settings.from_env()
         campaign = _campaign(self.file_name, settings)
@@ -215,7 +215,7 @@ def _now() -> Any:
 @task(trigger_rule="all_done")
 def summary(file_name: str) -> dict[str, Any]:
     """The fleet's roll-up after this run's launches; says so when a budget stopped them."""
-    from codybatch.store import open_store
+    from codybatch.airflow.aws import open_store
 
     settings = Settings.from_env()
     campaign = _campaign(file_name, settings)

@@ -37,8 +37,8 @@ def close_run(dag_id: str, run_id: str, state: str, why: str, settings: Settings
     """Close the job of a run that ended in `state`; repositories left open say why."""
     if not is_job_dag(dag_id):
         return None
+    from codybatch.airflow.aws import open_store
     from codybatch.jobs import close_job
-    from codybatch.store import open_store
 
     if state == "success":
         # Marked success by a person: what never ran was skipped on purpose, not failed.
@@ -95,7 +95,7 @@ def run_state(dag_id: str, run_id: str) -> str | None:
 def sweep_jobs() -> list[str]:
     """Close the jobs whose run finished or is gone while they stayed PENDING or RUNNING."""
     from codybatch import jobs
-    from codybatch.store import open_store
+    from codybatch.airflow.aws import open_store
 
     closed = jobs.sweep_jobs(open_store(Settings.from_env()), run_state)
     for job in closed:

@@ -17,7 +17,7 @@ TRACKING_DAG_ID = "codybatch_pr_tracking"
 @task
 def refresh_pull_requests() -> dict[str, int]:
     """State (open/merged/closed), checks and review of every open PR, into the store."""
-    from codybatch.store import open_store
+    from codybatch.airflow.aws import open_store
     from codybatch.sweep import track_pull_requests
 
     settings = Settings.from_env()
@@ -46,8 +46,8 @@ def refresh_pull_requests() -> dict[str, int]:
 @task
 def find_follow_ups() -> list[dict[str, str]]:
     """The open PRs whose jobs let Claude follow up (one mapped follow-up each)."""
+    from codybatch.airflow.aws import open_store
     from codybatch.followup import followup_candidates
-    from codybatch.store import open_store
 
     settings = Settings.from_env()
     if not settings.github_token:
@@ -57,8 +57,8 @@ def find_follow_ups() -> list[dict[str, str]]:
 
 def follow_up(job_id: str, repository: str) -> str:
     """`codybatch follow-up JOB REPOSITORY`: refresh the PR, run the round that is due."""
+    from codybatch.airflow.aws import open_store
     from codybatch.followup import run_followups
-    from codybatch.store import open_store
 
     settings = Settings.from_env()
     done = run_followups(job_id, repository, settings, open_store(settings), by="tracking")

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -73,23 +73,38 @@ class AwsStore(Store):
         bucket: str,
         region: str | None = None,
         session: boto3.session.Session | None = None,
+        endpoints: Mapping[str, str | None] | None = None,
     ):
+        """`session` and `endpoints` (per service, e.g. {"s3": URL}) come from Airflow's AWS
+        connection where Airflow runs; without them, boto3's default chain (the worker)."""
         self.jobs_table = jobs_table
         self.repositories_table = repositories_table
         self.bucket = bucket
         session = session or boto3.session.Session(region_name=region)
         config = Config(retries={"mode": "standard", "max_attempts": 5})
         # Low-level clients: unlike boto3 resources they are safe to share between threads.
-        self.dynamodb = session.client("dynamodb", region_name=region, config=config)
-        self.s3 = session.client("s3", region_name=region, config=config)
+        endpoints = endpoints or {}
+        self.dynamodb = session.client(
+            "dynamodb", region_name=region, config=config, endpoint_url=endpoints.get("dynamodb")
+        )
+        self.s3 = session.client(
+            "s3", region_name=region, config=config, endpoint_url=endpoints.get("s3")
+        )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AwsStore:
+    def from_settings(
+        cls,
+        settings: Settings,
+        session: boto3.session.Session | None = None,
+        endpoints: Mapping[str, str | None] | None = None,
+    ) -> AwsStore:
         return cls(
             settings.jobs_table,
             settings.repositories_table,
             settings.bucket,
             region=settings.aws_region,
+            session=session,
+            endpoints=endpoints,
         )
 
     # jobs

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from fastapi.responses import Response
 
+from codybatch.airflow.aws import open_store
 from codybatch.airflow.dag import JOB_DAG_ID
 from codybatch.airflow.ui.runs import RunError, fail_run, new_run_id, trigger_run
 from codybatch.records import (
@@ -26,7 +27,7 @@ from codybatch.redact import redact, redact_text
 from codybatch.reports import result_counts
 from codybatch.settings import Settings
 from codybatch.spec import JobSpec, parse_repository, repository_allowed
-from codybatch.store import JobCursor, Store, open_store
+from codybatch.store import JobCursor, Store
 from codybatch.text import scrub
 
 log = logging.getLogger(__name__)
