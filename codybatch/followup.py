@@ -29,6 +29,7 @@ from codybatch.github import (
     pr_slot,
     resolve_repository,
 )
+from codybatch.jobs import refresh_usage
 from codybatch.records import FixRound, Job, RepositoryResult, now_iso
 from codybatch.redact import contains_secret, redact_text
 from codybatch.settings import Settings
@@ -268,6 +269,7 @@ def follow_up(
     result.usage = result.usage + fix.usage
     result.fix_rounds = [*rounds, fix]
     save_with_retry(store, result, ("tracking", "fix_rounds", "usage"))
+    refresh_usage(store, result.job_id)  # the round's cost counts in the job's totals
     log.info("%s round %d (%s): %s %s", result.repository, fix.number, fix.trigger, fix.outcome,
              fix.note)  # fmt: skip
     return fix

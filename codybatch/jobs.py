@@ -100,6 +100,13 @@ def finalize_job(
     )
 
 
+def refresh_usage(store: Store, job_id: str) -> Job:
+    """Set the job's usage to the sum of its results' (a follow-up round adds to a result's
+    usage after the job finished); its status stays as it is."""
+    usage = reduce(lambda a, b: a + b, (r.usage for r in store.list_results(job_id)), Usage())
+    return store.update_job(job_id, usage=usage)
+
+
 def cancel_job(store: Store, job_id: str) -> Job:
     """Mark the job and its unfinished repositories CANCELLED; a finished job is left as it is."""
     job = store.get_job(job_id)

@@ -8,6 +8,7 @@ import pytest
 
 from codybatch import cli
 from codybatch.github import branch_name
+from codybatch.jobs import finalize_job
 from codybatch.settings import Settings
 from codybatch.spec import parse_repository
 from codybatch.store.local import LocalStore
@@ -75,6 +76,7 @@ def test_a_failing_check_is_fixed_in_one_round_and_the_pr_then_merges_when_green
     fake.add_review("acme/api", 1, "alice", "APPROVED")
     [tracked] = track_pull_requests(store, settings)
     assert tracked.merge == "refused: required check ci/test failed"
+    before = finalize_job(store, "job-f").usage  # the job finished before the follow-up
 
     claude.script(
         reply(create("/repo/CHANGELOG.md", "- use newFunction\n")),
@@ -102,6 +104,9 @@ def test_a_failing_check_is_fixed_in_one_round_and_the_pr_then_merges_when_green
     )
     assert "CHANGELOG.md" in fix.patch and fix.changed_files == ["CHANGELOG.md"]
     assert fix.usage.total_tokens > 0 and result.usage.usd >= fix.usage.usd > 0
+    job = store.get_job("job-f")  # the round's usage counts in the job's totals
+    assert job.usage == before + fix.usage and job.usage.usd > before.usd
+    assert job.status == "COMPLETED"  # the totals changed, the status did not
     assert store.get_thread("job-f", f"{API}#round-1")["turns"]
 
     assert cli.main(["follow-up", "job-f"]) == 0  # the new head has no failing check

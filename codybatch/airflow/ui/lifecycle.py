@@ -140,7 +140,7 @@ def answer(job: Job, approve: list[str] | None, reject: bool, user: BaseUser) ->
             if key not in request.repositories:
                 choices = ", ".join(request.repositories)
                 raise ActionError(
-                    f"approve: {raw} is not waiting for approval in job {job.job_id}; "
+                    f"approve: {key} is not waiting for approval in job {job.job_id}; "
                     f"choose from {choices}",
                     400,
                 )
