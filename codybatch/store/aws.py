@@ -289,7 +289,10 @@ class AwsStore(Store):
                     raise NotFoundError(f"job {job_id} not found") from error
                 return stored  # its status is not one of only_from: left as it is
             raise
-        return _job_from_item(_deserialize(response["Attributes"]))
+        job = _job_from_item(_deserialize(response["Attributes"]))
+        if attributes.get("campaign"):
+            self._register_campaign(attributes["campaign"], job)  # joined a campaign
+        return job
 
     # results
 

@@ -218,6 +218,19 @@ def test_campaign_jobs_newest_first_with_a_cursor_and_counts(store: Store) -> No
         next(store.iter_jobs(JobStatus.PENDING, campaign="weekly"))
 
 
+def test_a_changed_spec_moves_the_job_between_campaigns(store: Store) -> None:
+    job = store.create_job(make_job("job-1", campaign="weekly"))
+    store.update_job("job-1", spec=job.spec | {"campaign": "daily"})
+    assert (ids(store.campaign_jobs("weekly")), ids(store.campaign_jobs("daily"))) == (
+        [],
+        ["job-1"],
+    )
+    store.update_job("job-1", spec={k: v for k, v in job.spec.items() if k != "campaign"})
+    assert store.campaign_jobs("daily") == [] and store.get_job("job-1").spec == make_job().spec
+    store.update_job("job-1", spec=job.spec | {"campaign": "monthly"})
+    assert store.campaigns() == {"monthly": {None: 1}}
+
+
 def test_job_for_run_finds_the_job_of_a_dag_run(store: Store) -> None:
     job = make_job(job_id_for_run("codybatch_job", "manual__1"))
     job.dag_id, job.run_id = "codybatch_job", "manual__1"
