@@ -108,3 +108,18 @@ def test_the_cycle_check_sees_a_cycle_hidden_in_a_function(tmp_path: Path) -> No
     assert graph == {"pkg": set(), "pkg.a": {"pkg.b"}, "pkg.b": {"pkg.a"}, "pkg.c": set()}
     with pytest.raises(graphlib.CycleError):
         list(graphlib.TopologicalSorter(graph).static_order())
+
+
+# Airflow's internal run functions (not its public API): only ui/runs.py may use them.
+INTERNALS = ("airflow.api.common", "airflow.models.dagrun", "airflow.models.dagbag")
+
+
+def test_airflow_run_internals_stay_in_runs_py() -> None:
+    users = set()
+    for path in (ROOT / "codybatch").rglob("*.py"):
+        for node in _imports(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if any(n == i or n.startswith(i + ".") for n in names for i in INTERNALS):
+                users.add(path.relative_to(ROOT).as_posix())
+    assert users == {"codybatch/airflow/ui/runs.py"}

@@ -1,4 +1,19 @@
-"""Trigger and cancel job DAG runs from inside the api-server (Airflow's own functions)."""
+"""Trigger and cancel job DAG runs from inside the api-server: the one module that uses
+Airflow's internal run functions (a test keeps it so).
+
+Why not the public REST API (POST /api/v2/dags/{dag_id}/dagRuns, PATCH .../dagRuns/{run_id}
+with state failed): the plugin's app runs inside the api-server, so a REST call would be an
+HTTP request from the api-server to itself. Its own address is not known in there (behind
+`[api] base_url`, a proxy or several workers), each action would hold a second request while
+the first waits, and the in-process tests (and any embedding) have no listening server. An
+in-process ASGI call is not open either: a mounted app never sees Airflow's root app
+(Starlette sets scope["app"] to the mounted one). `apache-airflow-client` is not installed
+and is the same HTTP client; `airflow.sdk` talks only to the Execution API, with task tokens.
+So these call what the public routes call (trigger_dag; set_dag_run_state_to_failed, which
+the PATCH route runs), after the plugin's routes checked the caller's permission on the DAG
+as Airflow's would; an Airflow upgrade that moves them changes this file alone, and
+tests/airflow/ui/test_api.py and tests/airflow/test_runend.py pin what they must do.
+"""
 
 from __future__ import annotations
 
