@@ -203,6 +203,13 @@ def test_pages_of_a_filtered_list_stay_full(viewer, store, denied) -> None:
         pages.append([j["job_id"] for j in data["jobs"]])
         offset = data["next_offset"]
     assert pages == [visible[:3], visible[3:]]
+    by_cursor, cursor = [], None
+    while True:
+        data = viewer.get(f"{API}/jobs", params={"limit": 3, "cursor": cursor}).json()
+        by_cursor.append([j["job_id"] for j in data["jobs"]])
+        if not (cursor := data["next_cursor"]):
+            break
+    assert by_cursor == pages  # a cursor after a visible job skips the hidden ones too
     running = viewer.get(f"{API}/jobs", params={"status": "running"}).json()
     assert running["jobs"] == [] and running["next_offset"] is None
 
