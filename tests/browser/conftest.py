@@ -21,8 +21,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.fakes.anthropic_server import FakeAnthropic
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -81,6 +84,7 @@ class Airflow:
     codybatch_home: Path
     env: dict[str, str]
     log: Path
+    claude: Any = None  # the fake Anthropic API its workers talk to (tests script it)
 
     def get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
         request = urllib.request.Request(self.url + path)
@@ -120,8 +124,10 @@ def _tail(path: Path, lines: int = 60) -> str:
 
 @pytest.fixture(scope="module")
 def airflow_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[Airflow]:
-    """`airflow standalone` on a free port, with this repository's dags/ and plugins/."""
+    """`airflow standalone` on a free port, with this repository's dags/ and plugins/; its
+    workers talk to a fake Anthropic API on 127.0.0.1 that the tests script."""
     base = tmp_path_factory.mktemp("standalone")
+    claude = FakeAnthropic().start()
     home, codybatch_home = base / "airflow", base / "codybatch"
     home.mkdir()
     (home / "passwords.json").write_text('{"admin": "admin"}')
@@ -154,6 +160,8 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> I
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
         CODYBATCH_HOME=str(codybatch_home),
         CODYBATCH_LOCAL_ROOT=tempfile.gettempdir(),  # the tests' repositories
+        ANTHROPIC_BASE_URL=claude.url,
+        ANTHROPIC_API_KEY=claude.api_key,
     )
     log = base / "standalone.log"
     for command in (
@@ -170,7 +178,7 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> I
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole below
         )
-    server = Airflow(url, home, codybatch_home, env, log)
+    server = Airflow(url, home, codybatch_home, env, log, claude)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while True:
@@ -187,6 +195,7 @@ def airflow_server(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> I
         yield server
     finally:
         _stop(proc)
+        claude.stop()
         shutil.copy(log, _artifacts() / "standalone.log")
 
 

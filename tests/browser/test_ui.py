@@ -1,17 +1,22 @@
-"""The plugin in a real Airflow UI: log in, nav entry, job, diff, thread, a run's Results tab."""
+"""The plugin in a real Airflow UI: log in, nav entry, job, diff, thread, a run's Results tab,
+pages that hold up (long names, a failed thread, offline API docs) and live progress."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
-from codybatch.records import JobStatus
+from codybatch.agent import prompts
+from codybatch.agent.loop import THREAD_FORMAT, tool_definitions
+from codybatch.records import JobStatus, Phase, RepositoryStatus
 from codybatch.store.local import LocalStore
 from tests.airflow.ui.seed import XSS, seed_campaign_run, seed_job
+from tests.fakes.anthropic_server import Delay, finish, reply, str_replace, view
 from tests.helpers import make_repo
 
 pytestmark = pytest.mark.browser
@@ -127,6 +132,18 @@ def test_campaigns_and_a_burndown_inside_the_ui(page, airflow_server, seeded, di
     assert dialogs == []
 
 
+def _create_job(airflow_server, body: dict) -> dict:
+    token = airflow_server.token()
+    deadline = time.monotonic() + 120
+    while True:  # 503 until the dag-processor has parsed dags/
+        status, created = airflow_server.post("/codybatch/api/v1/jobs", body, token)
+        if status != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert status == 201, created
+    return created
+
+
 def test_results_tab_of_a_run_follows_the_job_live(
     page, airflow_server, seeded, dialogs, shot, tmp_path_factory
 ):
@@ -136,19 +153,12 @@ def test_results_tab_of_a_run_follows_the_job_live(
         tmp_path_factory.mktemp("repos") / "billing-service",
         {"src/invoice.js": "export const total = (x) => oldFunction(x);\n"},
     )
-    token = airflow_server.token()
     body = {
         "name": "Rename oldFunction in the browser test",
         "repositories": [str(repo)],
         "steps": ["sed -i 's/oldFunction/newFunction/g' src/invoice.js"],
     }
-    deadline = time.monotonic() + 120
-    while True:  # 503 until the dag-processor has parsed dags/
-        status, created = airflow_server.post("/codybatch/api/v1/jobs", body, token)
-        if status != 503 or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert status == 201, created
+    created = _create_job(airflow_server, body)
 
     run_url = f"/dags/codybatch_job/runs/{quote(created['run_id'], safe='')}"
     page.goto(airflow_server.url + run_url + "/plugin/cody-batch-results")
@@ -169,3 +179,193 @@ def test_results_tab_of_a_run_follows_the_job_live(
     page.wait_for_url(lambda url: url.endswith(run_url))
     expect(page.locator('iframe[title="Results"]')).to_have_count(0)
     assert Path(str(repo)).exists() and dialogs == []
+
+
+LONG_NAME = "Upgrade the logging library in every service to structlog-" + "x" * 42
+LONG_REPO = "github.com/acme/" + "payments-reconciliation-service-" * 3
+
+
+def test_a_long_job_name_keeps_the_jobs_list_inside_the_embedded_view(
+    page, airflow_server, seeded, dialogs, shot
+):
+    from playwright.sync_api import expect
+
+    assert len(LONG_NAME) == 100
+    store = LocalStore(airflow_server.codybatch_home)
+    seed_job(store, name=LONG_NAME, repositories=(LONG_REPO, "github.com/acme/web"))
+    page.goto(airflow_server.url + "/plugin/cody-batch")
+    frame = _frame(page, "Cody Batch")
+    link = frame.get_by_role("link", name=LONG_NAME)
+    expect(link).to_be_visible()
+    assert link.get_attribute("title") == LONG_NAME  # the full name on hover
+    shot(page, "jobs-long-name")
+
+    view_box = page.locator('iframe[title="Cody Batch"]').bounding_box()
+    width, scroll_width = frame.locator("html").evaluate("e => [e.clientWidth, e.scrollWidth]")
+    assert scroll_width <= width  # nothing scrolls sideways inside the embedded view
+    for header in ("Status", "Name", "Usage", "Created"):
+        box = frame.get_by_role("columnheader", name=header).bounding_box()
+        assert box and box["width"] > 30, header
+        assert view_box["x"] <= box["x"] and box["x"] + box["width"] <= view_box["x"] + width
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    row = frame.get_by_role("row").filter(has=link)
+    expect(row.locator(".badge-completed")).to_be_in_viewport()
+
+
+ERROR = (
+    "Claude API error 400 (invalid_request_error): prompt is too long: 212,345 tokens, "
+    "200,000 maximum [request id req_browser_1; gave up after 0 retries]"
+)
+
+
+def _seed_failed_thread(store: LocalStore) -> tuple[str, str]:
+    """A job whose repository failed at Claude's first call: the thread as the agent saves
+    it (the real system prompt and tool definitions), with no answered turn."""
+    job = seed_job(store, name="Never answered", status=JobStatus.FAILED)
+    repository = job.repositories[0]
+    store.put_thread(
+        job.job_id,
+        repository,
+        {
+            "format": THREAD_FORMAT,
+            "model": "claude-sonnet-5-5",
+            "provider": "anthropic",
+            "system": prompts.SYSTEM,
+            "tools": tool_definitions(True),
+            "turns": [
+                {
+                    "index": 1,
+                    "request": {
+                        "messages": [{"role": "user", "content": "Replace oldFunction."}],
+                        "max_tokens": 32000,
+                    },
+                    "error": ERROR,
+                    "seconds": 0.4,
+                }
+            ],
+            "usage_total": {},
+            "stop_reason": "error",
+            "error": ERROR,
+        },
+    )
+    result = store.get_result(job.job_id, repository)
+    result.status, result.failed_phase = RepositoryStatus.FAILED, Phase.CLAUDE
+    result.error, result.stop_reason = f"Claude could not finish: {ERROR}", "error"
+    result.summary, result.has_patch, result.has_thread = None, False, True
+    store.save_result(result)
+    return job.job_id, repository
+
+
+def test_a_failed_thread_shows_the_error_in_the_first_screen(page, airflow_server, dialogs, shot):
+    from playwright.sync_api import expect
+
+    job_id, repository = _seed_failed_thread(LocalStore(airflow_server.codybatch_home))
+    page.goto(f"{airflow_server.url}/codybatch/jobs/{job_id}/thread/{quote(repository, safe='')}")
+    error = page.locator(".happened pre.error")
+    expect(error).to_contain_text("prompt is too long")
+    shot(page, "failed-thread")
+
+    height = page.viewport_size["height"]
+    box = error.bounding_box()
+    assert box["y"] + box["height"] <= height  # read without scrolling
+    expect(page.get_by_text("Failed while")).to_be_in_viewport()
+    expect(page.get_by_text("none: Claude was never answered")).to_be_in_viewport()
+    # The system prompt and the tools wait, collapsed, below everything else.
+    system = page.locator("details.system")
+    expect(system.locator("pre")).to_be_hidden()
+    expect(page.locator("details.tools .tool-name").first).to_be_hidden()
+    assert system.bounding_box()["y"] > box["y"]
+    page_height = page.evaluate("document.documentElement.scrollHeight")
+    assert page_height < 2 * height, page_height  # not a wall of raw prompt
+    system.locator("summary").click()
+    expect(system.locator("pre")).to_contain_text(prompts.SYSTEM.split("\n")[0])
+    assert dialogs == []
+
+
+def test_the_api_docs_render_with_no_network(page, airflow_server, shot):
+    from playwright.sync_api import expect
+
+    requests: list[str] = []
+    refused: list[str] = []
+
+    def on_request(request) -> None:
+        requests.append(request.url)
+
+    def on_console(message) -> None:
+        if message.type == "error":
+            refused.append(message.text)
+
+    page.on("request", on_request)
+    page.on("console", on_console)
+    try:
+        page.goto(airflow_server.url + "/codybatch/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("Cody Batch")
+        expect(page.locator(".opblock-summary-path").first).to_be_visible()
+        expect(page.get_by_text("/api/v1/jobs").first).to_be_visible()
+        shot(page, "api-docs")
+    finally:
+        page.remove_listener("request", on_request)
+        page.remove_listener("console", on_console)
+    hosts = {urlsplit(url).hostname for url in requests if not url.startswith("data:")}
+    assert hosts == {"127.0.0.1"}, requests
+    assert any(url.endswith("/swagger-ui-bundle.js") for url in requests)
+    assert refused == []  # no asset refused by the Content-Security-Policy, none missing
+
+
+def _progress(page) -> tuple[str, int | None]:
+    phase = page.locator(".result .progress .phase").first.inner_text()
+    tokens = page.locator(".result .progress .tokens")
+    if not tokens.count():
+        return phase, None
+    return phase, int(
+        re.search(r"([\d,]+) tokens", tokens.first.inner_text()).group(1).replace(",", "")
+    )
+
+
+def test_a_running_job_shows_its_phase_and_tokens_advance(
+    page, airflow_server, dialogs, shot, tmp_path_factory
+):
+    from playwright.sync_api import expect
+
+    repo = make_repo(
+        tmp_path_factory.mktemp("repos") / "ledger",
+        {"src/ledger.py": "def total(items):\n    return oldFunction(items)\n"},
+    )
+    pause = 6  # seconds the fake Claude takes per answer: longer than a progress write apart
+    airflow_server.claude.script(
+        Delay(pause, reply("Let me look.", view("/repo/src/ledger.py"))),
+        Delay(pause, reply(str_replace("/repo/src/ledger.py", "oldFunction", "newFunction"))),
+        Delay(pause, reply(finish(True, "Replaced one call.", "Use newFunction"))),
+    )
+    body = {
+        "name": "Live progress in the browser",
+        "prompt": "Replace oldFunction with newFunction.",
+        "repositories": [str(repo)],
+    }
+    created = _create_job(airflow_server, body)
+    page.goto(f"{airflow_server.url}/codybatch/jobs/{created['job_id']}")
+    expect(page.get_by_role("heading", name=body["name"])).to_be_visible()
+
+    # The page refreshes itself: sample what it shows, without reloading, until it is done.
+    seen: list[tuple[str, int | None]] = []
+    done = page.locator("h1 .badge-completed")
+    deadline = time.monotonic() + 300
+    while not done.count() and time.monotonic() < deadline:
+        sample = _progress(page)
+        if not seen or sample != seen[-1]:
+            seen.append(sample)
+            if sample[0].startswith("Claude turn"):
+                shot(page, sample[0].replace(" ", "-").lower())
+        page.wait_for_timeout(500)
+    expect(done).to_be_visible()
+    turns = [(int(p.split()[-1]), t) for p, t in seen if p.startswith("Claude turn")]
+    assert len({n for n, _ in turns}) >= 2, seen  # the turn advanced on the page
+    assert all(t for _, t in turns) and [t for _, t in turns] == sorted(t for _, t in turns)
+    assert turns[-1][1] > turns[0][1], seen  # and so did the tokens so far
+    assert seen[-1][0] == "completed"
+    expect(page.locator(".result .progress .elapsed")).to_be_visible()
+    expect(page.get_by_role("link", name="task log")).to_have_attribute(
+        "href", re.compile(r"/dags/codybatch_job/runs/.+/tasks/process/mapped/0$")
+    )
+    shot(page, "completed")
+    assert airflow_server.claude.remaining == 0 and dialogs == []
