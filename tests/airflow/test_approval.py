@@ -1,11 +1,14 @@
 """Approve before publishing through a real Airflow: the job DAG's HITL task, answered
-from another thread through Airflow's own HITL update (as the UI or the REST API would)."""
+from another thread through Airflow's own HITL update (as the UI or the REST API would),
+or left unanswered until the scheduler's own timeout sweep applies its default."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,71 @@ def test_a_person_approves_some_repositories_and_only_those_are_published(
     assert (approved.state, approved.by) == ("approved", "alice")
     assert (rejected.state, rejected.by) == ("rejected", "alice") and rejected.at
     assert results[DOCS].approval is None
+
+
+def _sweep_when_due(seen: dict) -> threading.Thread:
+    """Once the approval task waits past its deadline, run the scheduler's own HITL timeout
+    sweep (SchedulerJobRunner.check_awaiting_input_timeouts) against the same database."""
+    from types import SimpleNamespace
+
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    def run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                ti = (
+                    session.query(TaskInstance)
+                    .filter(
+                        TaskInstance.dag_id == "codybatch_job",
+                        TaskInstance.state == "awaiting_input",
+                    )
+                    .first()
+                )
+                due = ti is not None and ti.trigger_timeout <= datetime.now(UTC)
+                if ti is not None:
+                    seen["timeout"] = ti.trigger_timeout
+            if due:
+                runner = SimpleNamespace(log=logging.getLogger("hitl-sweep"))
+                SchedulerJobRunner.check_awaiting_input_timeouts(runner)
+                seen["swept"] = True
+                return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_no_answer_before_the_timeout_publishes_nothing(
+    airflow_home: Path,
+    fake_github: FakeGitHub,
+    codybatch_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    from codybatch.airflow.approval import approval_request
+
+    monkeypatch.setenv("CODYBATCH_APPROVAL_TIMEOUT_HOURS", str(3 / 3600))  # three seconds
+    fake_github.create_repo("acme/api", {"app.py": OLD})
+    fake_github.create_repo("acme/web", {"web.py": OLD})
+    fake_github.create_repo("acme/docs", {"index.md": "# docs\n"})
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "codybatch_job.py")).get_dag("codybatch_job")
+    seen: dict = {}
+    thread = _sweep_when_due(seen)
+    run = dag.test(run_conf=CONF)
+    thread.join(5)
+    assert seen.get("swept") and run.state == "success"
+    results = _results(run, codybatch_home)
+    assert fake_github.pulls("acme/api") == [] and fake_github.pulls("acme/web") == []
+    for name in (API, WEB):
+        part = results[name].approval
+        assert (part.state, part.by) == ("timed_out", None) and part.at
+        assert results[name].pr_number is None and results[name].has_patch
+    assert "nothing published" in results[API].approval.note
+    request = approval_request("codybatch_job", run.run_id)  # what the job page reads
+    assert request.answered and request.by is None and request.chosen == ["Publish none"]
+    assert not request.waiting
