@@ -236,7 +236,7 @@ def test_merge_api_returns_typed_outcomes_and_needs_permission(
     assert missing.status_code == 404
 
 
-def test_merge_green_prs_of_a_campaign(ui, admin, fake_github: FakeGitHub, two_prs) -> None:
+def test_merge_green_prs_of_a_campaign(ui, admin, tokens, fake_github: FakeGitHub, two_prs) -> None:
     job_id, store = two_prs
     entries = [
         FleetEntry("ship", parse_repository(r).key, status=FleetStatus.LAUNCHED, job_id=job_id)
@@ -247,6 +247,9 @@ def test_merge_green_prs_of_a_campaign(ui, admin, fake_github: FakeGitHub, two_p
     fleet.snapshot(store, "ship", "scheduled__2026-01-01")
     page = ui.get("/codybatch/campaigns/ship")
     assert "Merge green PRs (2 open)" in page.text
+    viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
+    refused = ui.post(f"{API}/campaigns/ship/merge", headers=viewer)
+    assert refused.status_code == 403 and not fake_github.pull("acme/api", 1).merged
     done = ui.post("/codybatch/campaigns/ship/merge", data={"csrf_token": csrf_of(ui)})
     assert done.status_code == 200
     assert re.search(r'outcome-merged">\s*<td>github.com/acme/api', done.text)
