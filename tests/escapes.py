@@ -11,7 +11,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from tests.fakes.serving import start_server, stop_server
 from tests.helpers import git as run_git_here
 from tests.helpers import make_repo
 
+SYSCTL = Path("/proc/sys/kernel/printk_ratelimit")
 PROC_STEP = (
     "for p in /proc/[0-9]*; do tr '\\0' '\\n' <$p/environ; done | "
     "grep -E '^(GITHUB_TOKEN|ANTHROPIC_API_KEY)=' | rev"
@@ -41,11 +42,17 @@ class Host:
     hits: list[str]
     port: int
     neighbour: int
+    sysctl_before: str = field(default_factory=lambda: SYSCTL.read_text().strip())
 
     @property
     def tmp_marker(self) -> str:
         """A name in the host's own /tmp, unique to this test."""
         return f"/tmp/codybatch-escape-{self.token[-12:]}"
+
+    @property
+    def sysctl_escape_value(self) -> str:
+        """A value the host's sysctl does not hold, so a write that got through shows."""
+        return str(int(self.sysctl_before) + 1)
 
     @property
     def secrets(self) -> tuple[str, str]:
@@ -83,7 +90,7 @@ class Host:
                 f"git config filter.x.clean 'touch {r}/filter-ran; cat'; "
                 "echo '* filter=x' > .gitattributes"
             ),
-            "sysctl": "echo 5 > /proc/sys/kernel/printk_ratelimit",
+            "sysctl": f"echo {self.sysctl_escape_value} > {SYSCTL}",
             "sandbox root": "head -c 100M /dev/zero > /filler; ls -la /filler",
         }
 
@@ -98,7 +105,7 @@ class Host:
         assert self.hits == [], "a command reached the local server"
         branches = run_git_here(self.remote, "branch", "--list").split()
         assert "evil" not in branches
-        assert Path("/proc/sys/kernel/printk_ratelimit").read_text().strip() != "5"
+        assert SYSCTL.read_text().strip() == self.sysctl_before
         for text in texts:
             for form in secret_forms(self.secrets):
                 assert form not in text
