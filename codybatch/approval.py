@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from codybatch import git
+from codybatch.links import job_url
 from codybatch.publish import PublishError, publish_stored
 from codybatch.records import ApprovalPart, Job, RepositoryResult, RepositoryStatus, now_iso
 from codybatch.settings import Settings
@@ -63,7 +63,6 @@ def reviewable(store: Store, job_id: str) -> list[RepositoryResult]:
 
 def request(job: Job, results: list[RepositoryResult], settings: Settings, store: Store) -> str:
     """The markdown body of the approval request: per repository diffstat, summary, diff link."""
-    root = settings.public_url.rstrip("/")
     lines = [
         f"Cody Batch job **{job.name}** ({job.job_id}) changed {len(results)} repositories. "
         f"Choose the ones to publish as pull requests; **{PUBLISH_NONE}** (also what a timeout "
@@ -72,12 +71,8 @@ def request(job: Job, results: list[RepositoryResult], settings: Settings, store
     ]
     for result in results:
         stat = diffstat(store.get_patch(job.job_id, result.repository) or b"")
-        where = f"/codybatch/jobs/{quote(job.job_id)}/diff/{quote(result.repository, safe='')}"
-        link = (
-            f"[diff]({root}{where})"
-            if root
-            else f"`codybatch diff {job.job_id} {result.repository}`"
-        )
+        url = job_url(settings.public_url, job.job_id, "diff", result.repository)
+        link = f"[diff]({url})" if url else f"`codybatch diff {job.job_id} {result.repository}`"
         summary = truncate((result.summary or "").strip().replace("\n", " "), 400)
         lines.append(
             f"- **{result.repository}**: {stat}, {link}" + (f"\n  {summary}" if summary else "")

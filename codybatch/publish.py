@@ -29,6 +29,7 @@ from codybatch.github import (
     pr_slot,
     resolve_repository,
 )
+from codybatch.links import job_url
 from codybatch.records import Job, Phase, Publishing, RepositoryResult, RepositoryStatus
 from codybatch.redact import redact_text
 from codybatch.settings import Settings
@@ -132,8 +133,8 @@ def pull_request_body(job: Job, spec: JobSpec, result: RepositoryResult, setting
         parts.append("### Steps\n\n```sh\n" + "\n".join(spec.steps) + "\n```")
     if (result.summary or "").strip():
         parts.append("### Summary\n\n" + truncate(result.summary.strip(), 8000))
-    if settings.public_url:
-        url = f"{settings.public_url.rstrip('/')}/codybatch/jobs/{job.job_id}"
+    url = job_url(settings.public_url, job.job_id)
+    if url:
         parts.append(f"### Results\n\nThe patch, Claude's thread and the usage of this job: {url}")
     else:
         parts.append(f"### Results\n\n`codybatch show {job.job_id}`")
@@ -377,9 +378,8 @@ def _update(pull: PullRequest, title: str, body: str, settings: Settings) -> boo
 
 
 def _close(pull: PullRequest, job: Job, spec: JobSpec, settings: Settings) -> None:
-    where = ""
-    if settings.public_url:
-        where = f" Results: {settings.public_url.rstrip('/')}/codybatch/jobs/{job.job_id}"
+    url = job_url(settings.public_url, job.job_id)
+    where = f" Results: {url}" if url else ""
     comment = (
         f'Closing: a new run of the Cody Batch job "{spec.name}" ({job.job_id}) found no '
         "changes necessary in this repository, so this pull request is no longer needed." + where

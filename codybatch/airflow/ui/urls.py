@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
-MOUNT = "/codybatch"  # the plugin's url_prefix (plugins/codybatch_plugin.py)
+from codybatch.links import MOUNT  # the plugin's url_prefix (plugins/codybatch_plugin.py)
+
+__all__ = ["MOUNT", "airflow_root", "airflow_url", "app_url", "dag_run_url", "dag_url", "task_url"]
 
 
 def _q(value: str) -> str:
