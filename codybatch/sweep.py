@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from codybatch.fleet import record_job
 from codybatch.github import GitHubError, client, github_call
 from codybatch.merge import decide
 from codybatch.settings import Settings
@@ -51,4 +52,5 @@ def track_pull_requests(store: Store, settings: Settings) -> list[Tracked]:
                 if attempt.outcome == "merged":
                     item.after = record.state = "merged"
             save_with_retry(store, result, ("pr_state", "tracking", "merge"))
+        record_job(store, job, results)  # the campaign's fleet view shows it before its next run
     return tracked

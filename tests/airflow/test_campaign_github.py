@@ -141,6 +141,9 @@ def test_tracking_sees_a_merge_and_the_campaign_then_leaves_the_repository_alone
     assert tracked["github.com/acme/api"].after == "merged"
     stored = store.get_result(first["acme/api"].job_id, "github.com/acme/api")
     assert stored.pr_state == "merged" and stored.tracking.state == "merged"
+    # The fleet view knows at once, not only at the campaign's next run.
+    entry = store.get_fleet("retire", "github.com/acme/api")
+    assert (entry.pr_state, entry.done_reason) == ("merged", "merged")
     # A merged PR is no longer tracked.
     assert "github.com/acme/api" not in {t.repository for t in track_pull_requests(store, settings)}
 
