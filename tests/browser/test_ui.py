@@ -48,16 +48,29 @@ def _frame(page, title: str):
     return page.frame_locator(f'iframe[title="{title}"]')
 
 
+def _sign_in(page, airflow_server) -> None:
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill("admin")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(airflow_server.url + "/codybatch/")
+
+
+@pytest.fixture
+def signed_in(page, airflow_server) -> None:
+    """The module's tab signed in, whichever test runs first (the login test signs in through
+    the page; a test run alone signs in here)."""
+    page.goto(airflow_server.url + "/codybatch/")
+    if "/auth/login" in page.url:
+        _sign_in(page, airflow_server)
+
+
 def test_login_then_the_nav_entry_shows_the_jobs(page, airflow_server, seeded, dialogs, shot):
     from playwright.sync_api import expect
 
     page.goto(airflow_server.url + "/codybatch/")
     assert "/auth/login" in page.url  # the plugin sends anonymous visitors to Airflow's login
     shot(page, "login")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill("admin")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(airflow_server.url + "/codybatch/")
+    _sign_in(page, airflow_server)
     expect(page.get_by_role("link", name="Replace oldFunction (seeded)")).to_be_visible()
 
     page.goto(airflow_server.url + "/")
@@ -70,7 +83,7 @@ def test_login_then_the_nav_entry_shows_the_jobs(page, airflow_server, seeded, d
     shot(page, "jobs-in-airflow")
 
 
-def test_job_diff_and_thread_inside_the_ui(page, airflow_server, seeded, dialogs, shot):
+def test_job_diff_and_thread_inside_the_ui(page, signed_in, airflow_server, seeded, dialogs, shot):
     from playwright.sync_api import expect
 
     page.goto(airflow_server.url + "/plugin/cody-batch")
@@ -101,7 +114,9 @@ def test_job_diff_and_thread_inside_the_ui(page, airflow_server, seeded, dialogs
     assert dialogs == []  # no <script> from the seeded data ran
 
 
-def test_campaigns_and_a_burndown_inside_the_ui(page, airflow_server, seeded, dialogs, shot):
+def test_campaigns_and_a_burndown_inside_the_ui(
+    page, signed_in, airflow_server, seeded, dialogs, shot
+):
     from playwright.sync_api import expect
 
     store = LocalStore(airflow_server.codybatch_home)
@@ -145,7 +160,7 @@ def _create_job(airflow_server, body: dict) -> dict:
 
 
 def test_results_tab_of_a_run_follows_the_job_live(
-    page, airflow_server, seeded, dialogs, shot, tmp_path_factory
+    page, signed_in, airflow_server, seeded, dialogs, shot, tmp_path_factory
 ):
     from playwright.sync_api import expect
 
@@ -186,7 +201,7 @@ LONG_REPO = "github.com/acme/" + "payments-reconciliation-service-" * 3
 
 
 def test_a_long_job_name_keeps_the_jobs_list_inside_the_embedded_view(
-    page, airflow_server, seeded, dialogs, shot
+    page, signed_in, airflow_server, seeded, dialogs, shot
 ):
     from playwright.sync_api import expect
 
@@ -256,7 +271,9 @@ def _seed_failed_thread(store: LocalStore) -> tuple[str, str]:
     return job.job_id, repository
 
 
-def test_a_failed_thread_shows_the_error_in_the_first_screen(page, airflow_server, dialogs, shot):
+def test_a_failed_thread_shows_the_error_in_the_first_screen(
+    page, signed_in, airflow_server, dialogs, shot
+):
     from playwright.sync_api import expect
 
     job_id, repository = _seed_failed_thread(LocalStore(airflow_server.codybatch_home))
@@ -282,7 +299,7 @@ def test_a_failed_thread_shows_the_error_in_the_first_screen(page, airflow_serve
     assert dialogs == []
 
 
-def test_the_api_docs_render_with_no_network(page, airflow_server, shot):
+def test_the_api_docs_render_with_no_network(page, signed_in, airflow_server, shot):
     from playwright.sync_api import expect
 
     requests: list[str] = []
@@ -312,18 +329,23 @@ def test_the_api_docs_render_with_no_network(page, airflow_server, shot):
     assert refused == []  # no asset refused by the Content-Security-Policy, none missing
 
 
-def _progress(page) -> tuple[str, int | None]:
-    phase = page.locator(".result .progress .phase").first.inner_text()
-    tokens = page.locator(".result .progress .tokens")
-    if not tokens.count():
-        return phase, None
-    return phase, int(
-        re.search(r"([\d,]+) tokens", tokens.first.inner_text()).group(1).replace(",", "")
+def _progress(page) -> tuple[str, int | None] | None:
+    """The phase and tokens a repository card shows, read at once (the card is replaced as the
+    page refreshes itself, so two separate reads could straddle a refresh); None between."""
+    phase, tokens = page.evaluate(
+        """() => {
+          const text = (s) => document.querySelector(s)?.innerText ?? null;
+          return [text('.result .progress .phase'), text('.result .progress .tokens')];
+        }"""
     )
+    if phase is None:
+        return None
+    found = re.search(r"([\d,]+) tokens", tokens or "")
+    return phase, int(found.group(1).replace(",", "")) if found else None
 
 
 def test_a_running_job_shows_its_phase_and_tokens_advance(
-    page, airflow_server, dialogs, shot, tmp_path_factory
+    page, signed_in, airflow_server, dialogs, shot, tmp_path_factory
 ):
     from playwright.sync_api import expect
 
@@ -352,7 +374,7 @@ def test_a_running_job_shows_its_phase_and_tokens_advance(
     deadline = time.monotonic() + 300
     while not done.count() and time.monotonic() < deadline:
         sample = _progress(page)
-        if not seen or sample != seen[-1]:
+        if sample and (not seen or sample != seen[-1]):
             seen.append(sample)
             if sample[0].startswith("Claude turn"):
                 shot(page, sample[0].replace(" ", "-").lower())
