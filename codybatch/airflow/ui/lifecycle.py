@@ -15,7 +15,7 @@ from codybatch.airflow.ui import actions
 from codybatch.airflow.ui.actions import ActionError
 from codybatch.airflow.ui.auth import can_run, job_dag_id
 from codybatch.approval import PUBLISH_NONE
-from codybatch.records import Job, RepositoryResult
+from codybatch.records import FixRound, Job, RepositoryResult
 from codybatch.settings import Settings
 from codybatch.store import Store
 
@@ -290,3 +290,18 @@ def page_context(
         "can_merge": may_change and open_prs > 0,
         "open_prs": open_prs,
     }
+
+
+def fix_round(job: Job, number: int, repository: str) -> tuple[RepositoryResult, FixRound]:
+    """A repository's result and its fix round `number`; 404 when there is no such round."""
+    result = actions.get_result(actions.store(actions.settings()), job, repository)
+    for fix in result.fix_rounds:
+        if fix.number == number:
+            return result, fix
+    raise ActionError(f"{result.repository} of job {job.job_id} has no fix round {number}", 404)
+
+
+def round_thread(job: Job, fix: FixRound, config: Settings) -> dict[str, Any] | None:
+    """A fix round's stored Claude thread, secrets masked; None when it kept none."""
+    raw = actions.store(config).get_thread(job.job_id, fix.thread_key) if fix.thread_key else None
+    return actions.safe(raw, config) if raw is not None else None

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Request
 from codybatch.airflow.ui import actions, lifecycle
 from codybatch.airflow.ui.api import CHANGE, NOT_FOUND, READ
 from codybatch.airflow.ui.auth import (
+    ApiJob,
     ApiUser,
     JobReader,
     check_csrf,
@@ -87,3 +88,16 @@ def merge_campaign(name: str, request: Request, user: ApiUser) -> lifecycle.Merg
     require_run_permission(user, DAG_PREFIX + name, "PUT")
     config = actions.settings()
     return lifecycle.merge_campaign(name, user, config, actions.store(config), reader.jobs)
+
+
+@router.get(
+    "/jobs/{job_id}/rounds/{number}/claude-thread/{repository:path}",
+    summary="The Claude message thread of one fix round of a repository",
+    responses=NOT_FOUND,
+)
+def get_round_thread(job: ApiJob, number: int, repository: str) -> Any:
+    _, fix = lifecycle.fix_round(job, number, repository)
+    thread = lifecycle.round_thread(job, fix, actions.settings())
+    if thread is None:
+        raise actions.ActionError(f"round {number} of {repository} kept no Claude thread", 404)
+    return thread

@@ -22,7 +22,6 @@ from codybatch.airflow.ui.auth import (
 from codybatch.airflow.ui.campaignview import DAG_PREFIX
 from codybatch.airflow.ui.pages import render
 from codybatch.airflow.ui.urls import app_url
-from codybatch.records import FixRound, Job, RepositoryResult
 
 router = APIRouter(include_in_schema=False)
 
@@ -78,19 +77,10 @@ async def campaign_merge_page(name: str, request: Request, user: PageUser) -> HT
     return render(request, "merge.html", job=None, campaign=name, report=report, **_common(user))
 
 
-def _round(job: Job, number: int, repository: str) -> tuple[RepositoryResult, FixRound]:
-    config = actions.settings()
-    result = actions.get_result(actions.store(config), job, repository)
-    for fix in result.fix_rounds:
-        if fix.number == number:
-            return result, fix
-    raise ActionError(f"{result.repository} of job {job.job_id} has no fix round {number}", 404)
-
-
 @router.get("/jobs/{job_id}/rounds/{number}/patch/{repository:path}")
 def round_patch(job: PageJob, number: int, repository: str) -> Response:
     """A fix round's own change as text/x-diff (the whole stored patch, else the kept part)."""
-    result, fix = _round(job, number, repository)
+    result, fix = lifecycle.fix_round(job, number, repository)
     config = actions.settings()
     stored = actions.store(config).get_patch(job.job_id, f"{result.repository}#round-{number}")
     text = stored.decode("utf-8", "replace") if stored is not None else fix.patch
@@ -109,10 +99,8 @@ def round_thread(
     job: PageJob, number: int, repository: str, request: Request, user: PageUser
 ) -> HTMLResponse:
     """The Claude thread of one fix round."""
-    result, fix = _round(job, number, repository)
-    config = actions.settings()
-    raw = actions.store(config).get_thread(job.job_id, fix.thread_key) if fix.thread_key else None
-    thread = actions.safe(raw, config) if raw is not None else None
+    result, fix = lifecycle.fix_round(job, number, repository)
+    thread = lifecycle.round_thread(job, fix, actions.settings())
     view = threadview.build_thread(thread)
     raw_json = threadview.as_json(thread) if thread is not None and not view.turns else ""
     return render(
@@ -122,6 +110,10 @@ def round_thread(
         result=result,
         thread=view,
         has_thread=thread is not None,
+        json_url=app_url(
+            f"/api/v1/jobs/{quote(job.job_id)}/rounds/{number}/claude-thread/"
+            f"{quote(result.repository, safe='/')}"
+        ),
         raw_json=raw_json,
         **_common(user),
     )

@@ -138,6 +138,11 @@ def test_a_rounds_patch_and_thread_are_shown(ui, store) -> None:
     thread = ui.get(f"/codybatch/jobs/{job.job_id}/rounds/1/thread/{name}")
     assert thread.status_code == 200 and XSS not in thread.text
     assert "round &lt;script&gt;" in thread.text  # the round's thread, not the first run's
+    json_url = f"{API}/jobs/{job.job_id}/rounds/1/claude-thread/{BILLING}"
+    assert f'href="{json_url}"' in thread.text  # its JSON button downloads the round's thread
+    assert ui.get(json_url).json()["note"] == f"round {XSS}"
+    none = ui.get(f"{API}/jobs/{job.job_id}/rounds/2/claude-thread/{BILLING}")
+    assert none.status_code == 404 and "kept no Claude thread" in none.json()["detail"]
     assert ui.get(f"/codybatch/jobs/{job.job_id}/rounds/2/patch/{name}").status_code == 404
     missing = ui.get(f"/codybatch/jobs/{job.job_id}/rounds/7/thread/{name}")
     assert missing.status_code == 404 and "has no fix round 7" in missing.text
