@@ -19,6 +19,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +227,27 @@ def start(name: str, args: list[str], env: dict[str, str], logs: Path) -> subpro
         )
 
 
+def wait_for_api(proc: subprocess.Popen[bytes], url: str, logs: Path, timeout: float = 180) -> None:
+    """Return once the api-server answers its health check: tasks call its execution API from
+    their first second, so a scheduler started sooner fails the first runs it queues."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = logs / "api-server.log"
+            raise StackError(
+                f"the api-server exited (code {proc.returncode}) while starting. "
+                f"End of {log}:\n{_tail(log)}"
+            )
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(url, timeout=2) as answer,
+        ):
+            if answer.status == 200:
+                return
+        time.sleep(0.5)
+    raise StackError(f"the api-server did not answer {url} within {timeout:.0f} s: see {logs}/")
+
+
 def supervise(
     processes: dict[str, subprocess.Popen[bytes]],
     logs: Path,
@@ -245,6 +268,13 @@ def supervise(
             log = postgres.root / "postgres.log"
             raise StackError(f"PostgreSQL stopped: stopping the stack. End of {log}:\n{_tail(log)}")
         time.sleep(every)
+
+
+def health_url() -> str:
+    """The api-server's health check on this machine (its configured port)."""
+    from airflow.configuration import conf
+
+    return f"http://127.0.0.1:{conf.getint('api', 'port', fallback=8080)}/api/v2/monitor/health"
 
 
 def run_stack(home: Path, pg_dir: Path, pg_port: int, pool_slots: int) -> int:
@@ -269,12 +299,11 @@ def run_stack(home: Path, pg_dir: Path, pg_port: int, pool_slots: int) -> int:
         print(f"PostgreSQL on 127.0.0.1:{pg_port} ({postgres.data}); migrating...", flush=True)
         _airflow(env, "db", "migrate")
         _airflow(env, "pools", "set", "codybatch", str(pool_slots), "Cody Batch workers")
-        for name in COMPONENTS:
-            if name == "api-server":
-                args = ["airflow", name, "--workers", str(size["api_workers"])]
-                processes[name] = start(name, args, {**env, **API_POOL}, logs)
-            else:
-                processes[name] = start(name, ["airflow", name], env, logs)
+        args = ["airflow", "api-server", "--workers", str(size["api_workers"])]
+        processes["api-server"] = start("api-server", args, {**env, **API_POOL}, logs)
+        wait_for_api(processes["api-server"], health_url(), logs)
+        for name in COMPONENTS[1:]:
+            processes[name] = start(name, ["airflow", name], env, logs)
         print(
             f"Airflow is starting: {', '.join(COMPONENTS)} (LocalExecutor, parallelism "
             f"{size['parallelism']}); logs in {logs}/. Ctrl-C stops the stack.",

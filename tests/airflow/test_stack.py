@@ -6,8 +6,10 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,38 @@ def test_a_stop_request_ends_supervision(tmp_path: Path) -> None:
     stack.supervise({"api-server": proc}, tmp_path, None, stopping=[signal.SIGINT])
     stack.stop_all({"api-server": proc})
     assert proc.poll() is not None
+
+
+def test_the_stack_waits_for_the_api_server_before_the_rest(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api/v2/monitor/health"
+    # An api-server that starts listening (and answers 200) only after a second and a half.
+    serve = (
+        "import http.server, time; time.sleep(1.5)\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200 if self.path.endswith('/health') else 404)\n"
+        "        self.end_headers()\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    )
+    proc = stack.start("api-server", [sys.executable, "-c", serve], dict(os.environ), tmp_path)
+    started = time.monotonic()
+    try:
+        stack.wait_for_api(proc, url, tmp_path, timeout=30)
+        assert time.monotonic() - started >= 1.5  # it waited for the server, not a fixed time
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            assert answer.status == 200
+    finally:
+        stack.stop_all({"api-server": proc})
+
+
+def test_an_api_server_that_dies_while_starting_is_named(tmp_path: Path) -> None:
+    crash = ["sh", "-c", "echo 'address already in use' >&2; exit 1"]
+    proc = stack.start("api-server", crash, dict(os.environ), tmp_path)
+    with pytest.raises(stack.StackError) as raised:
+        stack.wait_for_api(proc, f"http://127.0.0.1:{_free_port()}/", tmp_path, timeout=30)
+    assert "the api-server exited (code 1) while starting" in str(raised.value)
+    assert "address already in use" in str(raised.value)
 
 
 @pytest.fixture
