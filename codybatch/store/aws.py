@@ -122,10 +122,6 @@ class AwsStore(Store):
         for position, result in enumerate(job.pending_results()):
             item = _result_item(result) | {"position": position}
             items.append({"Put": {"TableName": self.repositories_table, "Item": _serialize(item)}})
-        campaign = campaign_of(job)
-        if campaign:
-            item = _campaign_item(campaign, job)
-            items.append({"Put": {"TableName": self.repositories_table, "Item": _serialize(item)}})
         try:
             # One transaction: a retried register never finds a job without its results.
             self.dynamodb.transact_write_items(TransactItems=items)
@@ -135,7 +131,14 @@ class AwsStore(Store):
             stored = self.get_job(job.job_id)
             if stored is None:
                 raise StoreError(f"could not create job {job.job_id}: {error}") from error
-            return stored
+            job = stored
+        # The campaign's registry item, shared by all its jobs, stays out of the transaction:
+        # jobs of one campaign register side by side, and DynamoDB cancels transactions that
+        # write one item at once (TransactionConflict, which botocore does not retry). A
+        # retried register comes here too, so a crash between the two writes heals.
+        campaign = campaign_of(job)
+        if campaign:
+            self._register_campaign(campaign, job)
         return job
 
     def get_job(self, job_id: str) -> Job | None:

@@ -37,7 +37,8 @@ class JobCursor:
         return cls(job.created_at, job.job_id)
 
     def __str__(self) -> str:
-        return f"{self.created_at.isoformat()}|{self.job_id}"
+        # "Z", not "+00:00": a "+" pasted unencoded into a query string arrives as a space.
+        return f"{self.created_at.isoformat().replace('+00:00', 'Z')}|{self.job_id}"
 
     @classmethod
     def parse(cls, text: str) -> JobCursor:

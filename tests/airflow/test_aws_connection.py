@@ -4,6 +4,7 @@ the worker, without Airflow, keeps boto3's default chain."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import boto3
@@ -134,3 +135,26 @@ def test_the_batch_operator_and_finalize_use_the_configured_connection(
     settings = Settings.from_env()
     with pytest.raises(ClientError, match=f"Job queue {settings.batch_job_queue} does not exist"):
         terminate_batch_jobs("job-none", settings)
+
+
+def test_the_plugin_picks_up_a_rotated_connection_within_minutes(
+    connection_only: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from codybatch.airflow.ui import actions
+
+    clock = SimpleNamespace(now=1_000_000.0)
+    monkeypatch.setattr(actions, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    settings = Settings.from_env(connection_only)
+
+    def key() -> str:
+        return actions.store(settings).dynamodb._request_signer._credentials.access_key
+
+    assert key() == "conn-key-id"
+    rotated = json.loads(os.environ[f"AIRFLOW_CONN_{CONN_ID.upper()}"])
+    rotated["login"] = "rotated-key-id"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(rotated))
+    assert key() == "conn-key-id"  # one store (and session) serves requests meanwhile
+    clock.now += actions.STORE_REOPEN_SECONDS
+    assert key() == "rotated-key-id"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -52,14 +53,19 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+# An AWS store holds a session made from the Airflow connection's credentials: opened again
+# every few minutes, so a rotated or edited connection reaches the UI without a restart.
+STORE_REOPEN_SECONDS = 300
+
+
 @lru_cache(maxsize=8)
-def _store_for(config: Settings) -> Store:
+def _store_for(config: Settings, period: int) -> Store:
     return open_store(config)
 
 
 def store(config: Settings) -> Store:
     """The store the plugin reads (the same one the workers write)."""
-    return _store_for(config)
+    return _store_for(config, int(time.monotonic() // STORE_REOPEN_SECONDS))
 
 
 @dataclass

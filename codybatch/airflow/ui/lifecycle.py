@@ -204,7 +204,7 @@ def _merge_one_job(
             out.append(_outcome(result, "skipped", reason))
             continue
         try:
-            [(saved, attempt)] = merge_job(job.job_id, result.repository, config, store, by=by)
+            merged = merge_job(job.job_id, result.repository, config, store, by=by)
         except MergeError as exc:
             out.append(_outcome(result, "failed", str(exc)))
             continue
@@ -212,6 +212,10 @@ def _merge_one_job(
             log.exception("merging %s of %s failed", result.repository, job.job_id)
             out.append(_outcome(result, "failed", f"could not merge: {exc}"))
             continue
+        if not merged:  # merged or closed since it was read (tracking, another click)
+            out.append(_outcome(result, "skipped", "the pull request is no longer open"))
+            continue
+        ((saved, attempt),) = merged
         out.append(_outcome(saved, attempt.outcome, attempt.reason))
     return out
 

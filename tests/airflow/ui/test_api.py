@@ -111,6 +111,9 @@ def test_jobs_newest_first_filtered_and_paginated(admin, store) -> None:
     after = admin.get(f"{API}/jobs", params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert [j["job_id"] for j in after["jobs"]] == [first.job_id]
     assert (after["cursor"], after["next_cursor"]) == (page["next_cursor"], None)
+    # Pasted unencoded into a URL (as from a shell), the cursor still reads the same page.
+    pasted = admin.get(f"{API}/jobs?limit=2&cursor={page['next_cursor']}").json()
+    assert [j["job_id"] for j in pasted["jobs"]] == [first.job_id]
     newer = seed_job(store, name="fourth", created_at=now + timedelta(hours=1))
     again = admin.get(f"{API}/jobs", params={"limit": 1, "cursor": page["next_cursor"]}).json()
     assert [j["job_id"] for j in again["jobs"]] == [first.job_id]  # a new job shifts nothing
