@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -179,9 +180,7 @@ def _outcome(result: RepositoryResult, outcome: str, reason: str) -> MergeOutcom
 
 
 def _report(outcomes: list[MergeOutcome], config: Settings) -> MergeReport:
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.outcome] = counts.get(o.outcome, 0) + 1
+    counts = dict(Counter(o.outcome for o in outcomes))
     return MergeReport.model_validate(
         actions.safe(MergeReport(outcomes=outcomes, counts=counts).model_dump(), config)
     )

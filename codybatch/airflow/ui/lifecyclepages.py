@@ -14,20 +14,15 @@ from codybatch.airflow.ui.auth import (
     PageJob,
     PageUser,
     check_csrf,
-    csrf_token,
     job_dag_id,
     readable_job,
     require_run_permission,
 )
 from codybatch.airflow.ui.campaignview import DAG_PREFIX
-from codybatch.airflow.ui.pages import render
+from codybatch.airflow.ui.pages import render, user_context
 from codybatch.airflow.ui.urls import app_url
 
 router = APIRouter(include_in_schema=False)
-
-
-def _root(request: Request) -> str:
-    return app_url()
 
 
 @router.post("/jobs/{job_id}/approval")
@@ -49,7 +44,7 @@ async def approval_page(job_id: str, request: Request, user: PageUser) -> Respon
                 "no repository checked: check the ones to publish, or press Reject all", 400
             )
         lifecycle.answer(job, chosen, False, user)
-    return RedirectResponse(f"{_root(request)}/jobs/{quote(job_id, safe='')}", status_code=303)
+    return RedirectResponse(f"{app_url()}/jobs/{quote(job_id, safe='')}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/merge", response_class=HTMLResponse)
@@ -62,7 +57,9 @@ async def merge_page(job_id: str, request: Request, user: PageUser) -> HTMLRespo
     config = actions.settings()
     repository = str(form.get("repository") or "") or None
     report = lifecycle.merge_green(job, repository, user.get_name(), config, actions.store(config))
-    return render(request, "merge.html", job=job, campaign=None, report=report, **_common(user))
+    return render(
+        request, "merge.html", job=job, campaign=None, report=report, **user_context(user)
+    )
 
 
 @router.post("/campaigns/{name}/merge", response_class=HTMLResponse)
@@ -74,7 +71,9 @@ async def campaign_merge_page(name: str, request: Request, user: PageUser) -> HT
     require_run_permission(user, DAG_PREFIX + name, "PUT")
     config = actions.settings()
     report = lifecycle.merge_campaign(name, user, config, actions.store(config), reader.jobs)
-    return render(request, "merge.html", job=None, campaign=name, report=report, **_common(user))
+    return render(
+        request, "merge.html", job=None, campaign=name, report=report, **user_context(user)
+    )
 
 
 @router.get("/jobs/{job_id}/rounds/{number}/patch/{repository:path}")
@@ -115,9 +114,5 @@ def round_thread(
             f"{quote(result.repository, safe='/')}"
         ),
         raw_json=raw_json,
-        **_common(user),
+        **user_context(user),
     )
-
-
-def _common(user: PageUser) -> dict[str, str]:
-    return {"user_name": user.get_name(), "csrf": csrf_token(user)}

@@ -93,7 +93,8 @@ def error_page(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "error.html", http_status=status, status_code=status, message=message)
 
 
-def _common(user: Any, request: Request) -> dict[str, Any]:
+def user_context(user: Any) -> dict[str, Any]:
+    """What every page shows of its user: the name, and the form token for its actions."""
     return {"user_name": user.get_name(), "csrf": csrf_token(user)}
 
 
@@ -131,7 +132,7 @@ def jobs_page(
         newer_url=page_url(page - 1) if page > 1 else None,
         older_url=page_url(page + 1) if result.has_more else None,
         can_create=can_run(user, actions.JOB_DAG_ID, "POST"),
-        **_common(user, request),
+        **user_context(user),
     )
 
 
@@ -178,7 +179,7 @@ def _new_form(
         listed=listed,
         job_types=job_types(config),
         fields=param_schemas(config),
-        **_common(user, request),
+        **user_context(user),
     )
 
 
@@ -241,13 +242,13 @@ async def create_job_page(request: Request, user: PageUser) -> Response:
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(job: PageJob, request: Request, user: PageUser) -> HTMLResponse:
-    return render(request, "job.html", **_job_context(user, job), **_common(user, request))
+    return render(request, "job.html", **_job_context(user, job), **user_context(user))
 
 
 @router.get("/jobs/{job_id}/live", response_class=HTMLResponse)
 def job_fragment(job: PageJob, request: Request, user: PageUser) -> HTMLResponse:
     """The job's changing part, polled by the page while the job runs."""
-    return render(request, "_job_body.html", **_job_context(user, job), **_common(user, request))
+    return render(request, "_job_body.html", **_job_context(user, job), **user_context(user))
 
 
 @router.post("/jobs/{job_id}/cancel")
@@ -288,7 +289,7 @@ def diff_page(job: PageJob, repository: str, request: Request, user: PageUser) -
         files=files,
         has_patch=patch is not None,
         pygments=Markup(f"<style>{diffview.stylesheet()}</style>"),
-        **_common(user, request),
+        **user_context(user),
     )
 
 
@@ -318,7 +319,7 @@ def thread_page(job: PageJob, repository: str, request: Request, user: PageUser)
         happened=threadview.what_happened(view, result),
         has_thread=thread is not None,
         raw_json=raw_json,
-        **_common(user, request),
+        **user_context(user),
     )
 
 
@@ -330,7 +331,7 @@ def campaigns_page(request: Request, user: PageUser) -> HTMLResponse:
         "campaigns.html",
         campaigns=campaignview.list_campaigns(config, actions.store(config), JobReader(user)),
         folder=str(campaignview.campaigns_dir(config)),
-        **_common(user, request),
+        **user_context(user),
     )
 
 
@@ -386,7 +387,7 @@ def campaign_page(
         csv_query=urlencode({**{k: v for k, v in filters.items() if v}, "format": "csv"}),
         can_retry=info.file is not None and can_run(user, info.dag_id),
         can_merge=can_run(user, info.dag_id, "PUT"),
-        **_common(user, request),
+        **user_context(user),
     )
 
 
@@ -408,5 +409,5 @@ def run_page(dag_id: str, run_id: str, request: Request, user: PageUser) -> Resp
         run_id=run_id,
         state=state,
         waiting=state in ("queued", "running"),
-        **_common(user, request),
+        **user_context(user),
     )
